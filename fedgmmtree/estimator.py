@@ -1,0 +1,365 @@
+"""``GMMTree``: the tree of Gaussians as a scikit-learn estimator.
+
+``fit`` plays the federated protocol with the whole data set as the only client,
+so a centralised fit and a federated one run the very same maths.
+"""
+
+import numpy as np
+from scipy.special import logsumexp
+from sklearn.base import BaseEstimator, ClusterMixin, DensityMixin
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ._gaussian import log_gaussian_prob, precisions_cholesky
+from ._merge import cut_linkage, merge_linkage
+from ._protocol import GrowthParams, TreeGrower, apply_transform, client_step
+from ._tree import LEAF, Tree
+from .validation import check_client_data
+
+
+class GMMTree(ClusterMixin, DensityMixin, BaseEstimator):
+    """Divisive hierarchical clustering with a tree of Gaussian mixtures.
+
+    Each node is a Gaussian. A node is refined by EM on a mixture of
+    ``n_children`` Gaussians fitted to the samples routed to it; the split is kept
+    when ``split_criterion`` prefers it, otherwise the node becomes a leaf. The
+    leaves form a flat Gaussian mixture; ``n_clusters`` merges leaves bottom-up.
+
+    Parameters
+    ----------
+    n_children : int, default=2
+        Number of children fitted at each node (K).
+    covariance_type : {"full", "diag"}, default="full"
+    split_criterion : {"bic", "aic"}, default="bic"
+        Rule that keeps a split: it must lower the criterion of the node's data.
+    min_samples_leaf : int, default=1
+        Fewest samples a child may hold. The effective floor is never below
+        ``n_features + 1``, so every child's covariance is estimable.
+    max_depth : int or None, default=None
+        Depth at which nodes stop splitting (the root has depth 0).
+    max_leaves : int or None, default=None
+        Most leaves the tree may have.
+    reg_covar : float, default=1e-6
+        Added to the diagonal of every covariance.
+    tol : float, default=1e-3
+        EM at a node stops when the mean log-likelihood gains less than this.
+    max_iter : int, default=100
+        Most EM iterations per node.
+    n_clusters : int or None, default=None
+        When set, leaves are merged bottom-up to this many clusters and
+        ``predict`` returns cluster labels; otherwise it returns leaf labels.
+    standardize : bool, default=False
+        Fit on data scaled by the global mean and standard deviation.
+        Parameters are reported in the original units.
+    n_components_pca : int or None, default=None
+        Fit on the projection onto the data's first principal components. The
+        Gaussians then live in the projected space.
+    n_init : int, default=3
+        Candidate child mixtures per node: the principal-axis split, then seeded
+        draws from the node's Gaussian. The best final log-likelihood wins.
+    random_state : int or None, default=None
+        Seed of the randomised options (None means 0: fits are always
+        reproducible, and never read NumPy's global random state).
+
+    Attributes
+    ----------
+    tree_ : Tree
+        The fitted tree as flat arrays.
+    n_leaves_ : int
+    depth_ : int
+    weights_ : ndarray of shape (n_leaves,)
+    means_ : ndarray of shape (n_leaves, n_features)
+    covariances_ : ndarray of shape (n_leaves, n_features, n_features) or \
+            (n_leaves, n_features)
+    linkage_ : ndarray of shape (n_leaves - 1, 4)
+        Bottom-up merge order of the leaves in SciPy's linkage format.
+    leaf_cluster_ : ndarray of shape (n_leaves,)
+        Cluster of each leaf (each leaf its own when ``n_clusters`` is None).
+    labels_ : ndarray of shape (n_samples,)
+        Labels of the training data.
+    n_rounds_ : int
+        Rounds of the protocol the fit took.
+    history_ : list of dict
+        One record per round: active nodes, leaves and mean log-likelihood.
+    n_features_in_ : int
+    """
+
+    def __init__(
+        self,
+        n_children=2,
+        covariance_type="full",
+        split_criterion="bic",
+        min_samples_leaf=1,
+        max_depth=None,
+        max_leaves=None,
+        reg_covar=1e-6,
+        tol=1e-3,
+        max_iter=100,
+        n_clusters=None,
+        standardize=False,
+        n_components_pca=None,
+        n_init=3,
+        random_state=None,
+    ):
+        self.n_children = n_children
+        self.covariance_type = covariance_type
+        self.split_criterion = split_criterion
+        self.min_samples_leaf = min_samples_leaf
+        self.max_depth = max_depth
+        self.max_leaves = max_leaves
+        self.reg_covar = reg_covar
+        self.tol = tol
+        self.max_iter = max_iter
+        self.n_clusters = n_clusters
+        self.standardize = standardize
+        self.n_components_pca = n_components_pca
+        self.n_init = n_init
+        self.random_state = random_state
+
+    def growth_params(self) -> GrowthParams:
+        """The growth settings shared with the federated strategy."""
+        return GrowthParams(
+            n_children=self.n_children,
+            covariance_type=self.covariance_type,
+            split_criterion=self.split_criterion,
+            min_samples_leaf=self.min_samples_leaf,
+            max_depth=self.max_depth,
+            max_leaves=self.max_leaves,
+            reg_covar=self.reg_covar,
+            tol=self.tol,
+            max_iter=self.max_iter,
+            standardize=self.standardize,
+            n_components_pca=self.n_components_pca,
+            n_init=self.n_init,
+            random_state=self.random_state,
+        ).validate()
+
+    def fit(self, X, y=None):
+        """Grow the tree on ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : Ignored
+
+        Returns
+        -------
+        self : GMMTree
+        """
+        self.fit_predict(X)
+        return self
+
+    def fit_predict(self, X, y=None):
+        """Grow the tree on ``X`` and return the label of every sample.
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,)
+        """
+        X = validate_data(self, X, dtype=np.float64, ensure_all_finite=False)
+        X = check_client_data(X)
+        if self.n_clusters is not None and self.n_clusters < 1:
+            raise ValueError(
+                f"n_clusters must be None or an int >= 1, but got {self.n_clusters!r}."
+            )
+        grower = TreeGrower(self.growth_params())
+        while not grower.done:
+            grower.update({0: client_step(X, grower.instructions(0))})
+        self._set_fitted(grower)
+        self.labels_ = self.predict(X)
+        return self.labels_
+
+    def _set_fitted(self, grower: TreeGrower):
+        """Read the fitted attributes off a finished grower (also used federated)."""
+        tree = grower.tree
+        self.tree_ = tree
+        self.n_features_in_ = grower.n_features_in
+        self.transform_ = {
+            key: value for key, value in grower.transform_arrays().items()
+        }
+        self.n_rounds_ = grower.round
+        self.history_ = list(grower.history)
+        leaves = np.flatnonzero(tree.state == LEAF)
+        self.leaves_ = leaves
+        self.n_leaves_ = int(leaves.size)
+        self.depth_ = int(tree.depth.max())
+        path = tree.path_weights()
+        self.weights_ = path[leaves] / path[leaves].sum()
+        self._work_means = tree.means[leaves]
+        self._work_covariances = tree.covariances[leaves]
+        self._work_prec_chol = precisions_cholesky(
+            self._work_covariances, tree.covariance_type
+        )
+        self.means_, self.covariances_ = self._to_input_units(
+            self._work_means, self._work_covariances
+        )
+        total = tree.n_samples[0]
+        self.linkage_ = merge_linkage(
+            total * self.weights_,
+            self._work_means,
+            self._work_covariances,
+            tree.covariance_type,
+        )
+        n_clusters = self.n_leaves_ if self.n_clusters is None else self.n_clusters
+        self.leaf_cluster_ = cut_linkage(self.linkage_, self.n_leaves_, n_clusters)
+        self._leaf_position = np.full(tree.n_nodes, -1)
+        self._leaf_position[leaves] = np.arange(self.n_leaves_)
+        return self
+
+    def _to_input_units(self, means, covariances):
+        if "transform.components" in self.transform_:
+            return means.copy(), covariances.copy()
+        if "transform.offset" not in self.transform_:
+            return means.copy(), covariances.copy()
+        offset = self.transform_["transform.offset"]
+        scale = self.transform_["transform.scale"]
+        means = offset + means * scale
+        if covariances.ndim == 3:
+            covariances = covariances * np.outer(scale, scale)
+        else:
+            covariances = covariances * scale**2
+        return means, covariances
+
+    def _prepare(self, X):
+        check_is_fitted(self, "tree_")
+        X = validate_data(self, X, dtype=np.float64, reset=False)
+        return apply_transform(X, self.transform_)
+
+    def _log_jacobian(self):
+        if "transform.components" in self.transform_:
+            return 0.0
+        if "transform.offset" in self.transform_:
+            return -float(np.sum(np.log(self.transform_["transform.scale"])))
+        return 0.0
+
+    def _weighted_log_prob(self, X):
+        log_prob = log_gaussian_prob(
+            X, self._work_means, self._work_prec_chol, self.tree_.covariance_type
+        )
+        return log_prob + np.log(self.weights_) + self._log_jacobian()
+
+    def predict(self, X):
+        """Label of each sample: its leaf, or its leaf's cluster.
+
+        Samples are routed down the tree as in a decision tree.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,)
+        """
+        X = self._prepare(X)
+        leaf = self._leaf_position[self.tree_.route(X)]
+        return self.leaf_cluster_[leaf]
+
+    def predict_leaf(self, X):
+        """Index (into ``means_``) of the leaf each sample is routed to."""
+        X = self._prepare(X)
+        return self._leaf_position[self.tree_.route(X)]
+
+    def predict_proba(self, X):
+        """Posterior of each cluster under the flat mixture of leaves.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_clusters)
+            Leaves' posteriors summed per cluster (per leaf without
+            ``n_clusters``).
+        """
+        X = self._prepare(X)
+        weighted = self._weighted_log_prob(X)
+        resp = np.exp(weighted - logsumexp(weighted, axis=1, keepdims=True))
+        n_out = int(self.leaf_cluster_.max()) + 1
+        proba = np.zeros((X.shape[0], n_out))
+        np.add.at(proba.T, self.leaf_cluster_, resp.T)
+        return proba
+
+    def score_samples(self, X):
+        """Log-density of each sample under the flat mixture of leaves.
+
+        Returns
+        -------
+        log_density : ndarray of shape (n_samples,)
+        """
+        X = self._prepare(X)
+        return logsumexp(self._weighted_log_prob(X), axis=1)
+
+    def score(self, X, y=None):
+        """Mean log-density of ``X`` under the flat mixture of leaves."""
+        return float(self.score_samples(X).mean())
+
+    def _n_parameters(self):
+        n_features = self._work_means.shape[1]
+        if self.tree_.covariance_type == "full":
+            cov = self.n_leaves_ * n_features * (n_features + 1) / 2.0
+        else:
+            cov = self.n_leaves_ * n_features
+        return int(cov + self.n_leaves_ * n_features + self.n_leaves_ - 1)
+
+    def bic(self, X):
+        """Bayesian information criterion of the flat mixture on ``X``."""
+        n = np.asarray(X).shape[0]
+        return -2 * self.score(X) * n + self._n_parameters() * np.log(n)
+
+    def aic(self, X):
+        """Akaike information criterion of the flat mixture on ``X``."""
+        n = np.asarray(X).shape[0]
+        return -2 * self.score(X) * n + 2 * self._n_parameters()
+
+    def render(self) -> str:
+        """The fitted tree as text, one node a line."""
+        check_is_fitted(self, "tree_")
+        return self.tree_.render()
+
+    @classmethod
+    def from_grower(cls, grower: TreeGrower, n_clusters=None) -> "GMMTree":
+        """A fitted estimator from a grower that finished, e.g. a federated one."""
+        params = grower.params
+        model = cls(
+            n_children=params.n_children,
+            covariance_type=params.covariance_type,
+            split_criterion=params.split_criterion,
+            min_samples_leaf=params.min_samples_leaf,
+            max_depth=params.max_depth,
+            max_leaves=params.max_leaves,
+            reg_covar=params.reg_covar,
+            tol=params.tol,
+            max_iter=params.max_iter,
+            n_clusters=n_clusters,
+            standardize=params.standardize,
+            n_components_pca=params.n_components_pca,
+            n_init=params.n_init,
+            random_state=params.random_state,
+        )
+        return model._set_fitted(grower)
+
+    def save(self, path):
+        """Write the fitted model to an ``.npz`` file of named arrays."""
+        check_is_fitted(self, "tree_")
+        arrays = self.tree_.to_arrays()
+        arrays.update(self.transform_)
+        arrays["model.linkage"] = self.linkage_
+        arrays["model.leaf_cluster"] = self.leaf_cluster_
+        arrays["model.n_features_in"] = np.array([self.n_features_in_])
+        np.savez(path, **arrays)
+
+    @classmethod
+    def load(cls, path, n_clusters=None) -> "GMMTree":
+        """Read a model written by :meth:`save`."""
+        with np.load(path) as data:
+            arrays = {key: data[key] for key in data.files}
+        tree = Tree.from_arrays(arrays)
+        grower = TreeGrower(GrowthParams(covariance_type=tree.covariance_type))
+        grower.tree = tree
+        grower.n_features_in = int(arrays["model.n_features_in"][0])
+        grower.offset = arrays.get("transform.offset")
+        grower.scale = arrays.get("transform.scale")
+        grower.components = arrays.get("transform.components")
+        return cls.from_grower(grower, n_clusters=n_clusters)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        return tags

@@ -1,0 +1,1 @@
+"""Simulations: Hydra entry point, data sets, partitions, metrics and benchmarks."""
