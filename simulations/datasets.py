@@ -136,7 +136,8 @@ def load_dataset(
         One of the names in the module docstring (``DATASET_NAMES``).
     data_dir : str or Path, default=None
         Folder holding the Gagolewski battery folders; needed for
-        ``"gagolewski/..."`` names only.
+        ``"gagolewski/..."`` names. Relative paths in ``"<path>.data.gz"`` and
+        ``"parquet:<path>"`` names are taken relative to it when given.
     n_samples : int, default=None
         For ``"blobs"`` and ``"hierarchical"``: how many rows to draw (300 if
         None). For every other set: a seeded random subset of this many rows,
@@ -479,14 +480,21 @@ def _real_loader(name: str, data_dir: str | Path | None) -> Callable[..., Datase
     if name.startswith("gagolewski/"):
         return partial(load_gagolewski, _gagolewski_path(name, data_dir))
     if name.endswith(".data.gz"):
-        return partial(load_gagolewski, name)
+        return partial(load_gagolewski, _resolve(name, data_dir))
     if name.startswith("parquet:"):
-        return partial(load_parquet, name.removeprefix("parquet:"))
+        return partial(load_parquet, _resolve(name.removeprefix("parquet:"), data_dir))
     if name == "parquet":
         return _load_parquet_option
     raise ValueError(
         f"Unknown dataset {name!r}; expected one of {list(DATASET_NAMES)}."
     )
+
+
+def _resolve(path: str, data_dir: str | Path | None) -> Path:
+    """Return ``path``, taken relative to ``data_dir`` when it is relative."""
+    if data_dir is None or Path(path).is_absolute():
+        return Path(path)
+    return Path(data_dir) / path
 
 
 def _load_parquet_option(
@@ -665,9 +673,13 @@ def _read_table(path: Path, dtype: type, ndim: int) -> np.ndarray:
     except (OSError, EOFError) as error:
         raise ValueError(f"{path} is not a readable gzip text file: {error}") from error
 
-    if table.ndim != ndim or table.shape[0] == 0:
-        expected = "one label per line" if ndim == 1 else "rows of numbers"
-        raise ValueError(f"{path} should hold {expected}, but has shape {table.shape}.")
+    if table.shape[0] == 0:
+        raise ValueError(f"{path} holds no rows.")
+    if table.ndim != ndim:
+        raise ValueError(
+            f"{path} should hold one label per line, but holds {table.shape[1]} "
+            "values per line."
+        )
     if dtype is np.float64 and not np.all(np.isfinite(table)):
         _raise_bad_line(path, dtype)
     return table
@@ -697,12 +709,12 @@ def _check_token(
     path: Path, line_number: int, column: int, token: str, parse: type
 ) -> None:
     """Raise if ``token`` is not a finite number of the expected kind."""
-    kind = "number" if parse is float else "integer label"
+    kind = "a number" if parse is float else "an integer label"
     try:
         value = parse(token)
     except ValueError:
         raise ValueError(
-            f"{path}, line {line_number}, column {column}: {token!r} is not a {kind}."
+            f"{path}, line {line_number}, column {column}: {token!r} is not {kind}."
         ) from None
     if not np.isfinite(value):
         raise ValueError(

@@ -252,11 +252,12 @@ def dirichlet(
     except ValueError as error:
         if "max number of attempts" not in str(error):
             raise
+        lower = " or lower min_partition_size" if min_partition_size > 1 else ""
         raise ValueError(
             f"dirichlet partition with alpha={alpha} and {num_partitions} clients "
             f"over {len(np.unique(labels))} classes gave some client fewer than "
             f"min_partition_size={min_partition_size} rows in 11 draws; raise "
-            f"alpha, use fewer clients or lower min_partition_size."
+            f"alpha, use fewer clients{lower}."
         ) from error
     return _checked(parts, len(labels), "dirichlet")
 
@@ -331,7 +332,7 @@ def pathological(
         f"pathological partition with classes_per_client={classes_per_client}, "
         f"class_assignment={class_assignment!r} and {num_partitions} clients over "
         f"{len(classes)} classes",
-        remedy="use class_assignment='auto', or at least as many clients as classes",
+        remedy="use class_assignment='auto', which gives every class a client",
     )
 
 
@@ -600,11 +601,12 @@ def _check_class_sizes(
     short = np.flatnonzero(times_held > class_counts)
     if short.size:
         first = short[0]
+        label = classes[first].item()
         raise ValueError(
             f"pathological partition with classes_per_client={classes_per_client}: "
-            f"class {classes[first]!r} has {class_counts[first]} rows but is held "
-            f"by {times_held[first]} clients; use fewer clients or fewer classes "
-            f"per client."
+            f"class {label!r} has only {class_counts[first]} row(s) but is held by "
+            f"{times_held[first]} clients; use fewer clients or fewer classes per "
+            f"client."
         )
 
 
