@@ -46,6 +46,7 @@ from ._tree import (
     MAX_DEPTH,
     MAX_LEAVES,
     SPLIT,
+    STOPPED,
     TOO_FEW_POINTS,
     Tree,
 )
@@ -215,6 +216,7 @@ class TreeGrower:
         self.history: list[dict] = []
         self._fits: dict[int, _NodeFit] = {}
         self._counts: dict[int, dict[int, float]] = {}
+        self._routed: dict[int, tuple[float, float]] = {}
 
     # ------------------------------------------------------------------ state
 
@@ -222,6 +224,12 @@ class TreeGrower:
     def done(self) -> bool:
         """Whether the tree is complete (no active node left)."""
         return self.tree is not None and not np.any(self.tree.state == ACTIVE)
+
+    def stop(self) -> None:
+        """Turn every active node into a leaf (the round cap was reached)."""
+        for node in self.active_nodes():
+            self.tree.set_state(node, LEAF, STOPPED)
+            self._fits.pop(node, None)
 
     def active_nodes(self) -> list[int]:
         """Ids of the nodes refined in the next round."""
@@ -465,8 +473,13 @@ class TreeGrower:
         seed = 0 if params.random_state is None else params.random_state
         for c in range(1, params.n_init):
             rng = np.random.default_rng([seed, node, c])
-            full = covariance if covariance.ndim == 2 else np.diag(covariance)
-            means = rng.multivariate_normal(mean, full, size=params.n_children)
+            noise = rng.standard_normal((params.n_children, mean.shape[0]))
+            # a Cholesky factor varies smoothly with the covariance (an SVD's signs
+            # do not), so the same seed gives the same draws federated and not
+            if covariance.ndim == 2:
+                means = mean + noise @ np.linalg.cholesky(covariance).T
+            else:
+                means = mean + noise * np.sqrt(covariance)
             covariances = np.repeat(covariance[np.newaxis], params.n_children, 0)
             weights = np.full(params.n_children, 1.0 / params.n_children)
             inits.append((weights, means, covariances))
@@ -484,8 +497,15 @@ class TreeGrower:
                     per_node[node].setdefault(c, []).append(moments)
                 counts[node] = next(iter(parts.values())).n_samples
             if "routed.loglik" in arrays:
-                routed_loglik += float(np.asarray(arrays["routed.loglik"])[0])
-                routed_n += float(np.asarray(arrays["routed.n"])[0])
+                self._routed[client] = (
+                    float(np.asarray(arrays["routed.loglik"]).reshape(-1)[0]),
+                    float(np.asarray(arrays["routed.n"]).reshape(-1)[0]),
+                )
+        # a client without work this round holds data in leaves only, so its
+        # last routed log-likelihood still holds
+        for client in sorted(self._routed):
+            routed_loglik += self._routed[client][0]
+            routed_n += self._routed[client][1]
         for node in sorted(per_node):
             summed = {
                 c: sum_moments(parts)

@@ -28,9 +28,11 @@ REASONS = {
     7: "a child collapsed onto the reg_covar floor",
     8: "no data reached the node",
     9: "a child lost all its points",
+    10: "growth stopped by the round cap",
 }
 UNDECIDED, SPLIT, CRITERION, MAX_DEPTH, MAX_LEAVES = 0, 1, 2, 3, 4
 TOO_FEW_POINTS, CHILD_TOO_SMALL, COLLAPSED, EMPTY, EMPTY_CHILD = 5, 6, 7, 8, 9
+STOPPED = 10
 
 _COVARIANCE_CODES = {"full": 0, "diag": 1}
 _FIELDS = (

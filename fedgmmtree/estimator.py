@@ -335,21 +335,19 @@ class GMMTree(ClusterMixin, DensityMixin, BaseEstimator):
         )
         return model._set_fitted(grower)
 
-    def save(self, path):
-        """Write the fitted model to an ``.npz`` file of named arrays."""
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """The fitted model as named arrays (what travels and what is saved)."""
         check_is_fitted(self, "tree_")
         arrays = self.tree_.to_arrays()
         arrays.update(self.transform_)
         arrays["model.linkage"] = self.linkage_
         arrays["model.leaf_cluster"] = self.leaf_cluster_
         arrays["model.n_features_in"] = np.array([self.n_features_in_])
-        np.savez(path, **arrays)
+        return arrays
 
     @classmethod
-    def load(cls, path, n_clusters=None) -> "GMMTree":
-        """Read a model written by :meth:`save`."""
-        with np.load(path) as data:
-            arrays = {key: data[key] for key in data.files}
+    def from_arrays(cls, arrays, n_clusters=None) -> "GMMTree":
+        """A fitted model from :meth:`to_arrays`; ``n_clusters`` re-cuts the leaves."""
         tree = Tree.from_arrays(arrays)
         grower = TreeGrower(GrowthParams(covariance_type=tree.covariance_type))
         grower.tree = tree
@@ -357,7 +355,22 @@ class GMMTree(ClusterMixin, DensityMixin, BaseEstimator):
         grower.offset = arrays.get("transform.offset")
         grower.scale = arrays.get("transform.scale")
         grower.components = arrays.get("transform.components")
+        if n_clusters is None and "model.leaf_cluster" in arrays:
+            leaf_cluster = np.asarray(arrays["model.leaf_cluster"])
+            if leaf_cluster.size and leaf_cluster.max() + 1 < leaf_cluster.size:
+                n_clusters = int(leaf_cluster.max()) + 1
         return cls.from_grower(grower, n_clusters=n_clusters)
+
+    def save(self, path):
+        """Write the fitted model to an ``.npz`` file of named arrays."""
+        np.savez(path, **self.to_arrays())
+
+    @classmethod
+    def load(cls, path, n_clusters=None) -> "GMMTree":
+        """Read a model written by :meth:`save`."""
+        with np.load(path) as data:
+            arrays = {key: data[key] for key in data.files}
+        return cls.from_arrays(arrays, n_clusters=n_clusters)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

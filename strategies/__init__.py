@@ -1,0 +1,5 @@
+"""Flower server strategies: ``FedGMMTree`` and the baselines."""
+
+from .fedgmmtree import FedGMMTree
+
+__all__ = ["FedGMMTree"]
