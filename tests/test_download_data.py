@@ -110,7 +110,7 @@ class FakeEncoder:
 
     def __call__(self, texts, tick):
         if self.chunks == self.fail_after_chunks:
-            raise KeyboardInterrupt
+            raise KeyboardInterrupt("stopped by the test")
         self.chunks += 1
         self.seen += texts
         tick(len(texts))
@@ -159,7 +159,7 @@ def test_write_embeddings_writes_parts_with_text_and_embedding(tmp_path):
 
 def test_write_embeddings_resumes_where_an_interrupted_run_stopped(tmp_path):
     first = FakeEncoder(fail_after_chunks=2)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt, match="stopped by the test"):
         write(corpus(20), first, tmp_path, limit=10)
     (tmp_path / "out" / "part-00002.parquet.part").write_bytes(b"half a part")
 
