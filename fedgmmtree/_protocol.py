@@ -217,6 +217,7 @@ class TreeGrower:
         self._fits: dict[int, _NodeFit] = {}
         self._counts: dict[int, dict[int, float]] = {}
         self._routed: dict[int, tuple[float, float]] = {}
+        self.em_logliks: dict[int, list[list[float]]] = {}
 
     # ------------------------------------------------------------------ state
 
@@ -589,6 +590,7 @@ class TreeGrower:
         """Keep the split of ``node`` or make it a leaf, and record why."""
         params, tree = self.params, self.tree
         fit = self._fits.pop(node)
+        self.em_logliks[node] = [list(c.logliks) for c in fit.candidates]
         # the candidate with the best final log-likelihood wins; ties: lowest index
         best = max(
             range(len(fit.candidates)),

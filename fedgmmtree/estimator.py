@@ -78,6 +78,8 @@ class GMMTree(ClusterMixin, DensityMixin, BaseEstimator):
         Labels of the training data.
     n_rounds_ : int
         Rounds of the protocol the fit took.
+    n_iter_ : int
+        Most EM iterations that any node took (at most ``max_iter``).
     history_ : list of dict
         One record per round: active nodes, leaves and mean log-likelihood.
     n_features_in_ : int
@@ -177,6 +179,9 @@ class GMMTree(ClusterMixin, DensityMixin, BaseEstimator):
             key: value for key, value in grower.transform_arrays().items()
         }
         self.n_rounds_ = grower.round
+        self.n_iter_ = max(
+            (len(c) for lists in grower.em_logliks.values() for c in lists), default=0
+        )
         self.history_ = list(grower.history)
         leaves = np.flatnonzero(tree.state == LEAF)
         self.leaves_ = leaves
