@@ -1,0 +1,31 @@
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _pyproject():
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def test_requirements_txt_agrees_with_pyproject_dependencies():
+    lines = (ROOT / "requirements.txt").read_text().splitlines()
+    requirements = [ln.strip() for ln in lines if ln.strip() and ln[0] != "#"]
+    assert requirements == _pyproject()["project"]["dependencies"]
+
+
+def test_pyproject_declares_the_flower_apps_that_import():
+    import importlib
+
+    components = _pyproject()["tool"]["flwr"]["app"]["components"]
+    for reference in components.values():
+        module, name = reference.split(":")
+        assert getattr(importlib.import_module(module), name) is not None
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    for command in ('pip install -e ".[test,embed]"', "python -m pytest"):
+        assert command in readme
+        assert command in ci
