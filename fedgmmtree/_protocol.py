@@ -12,15 +12,27 @@ Both the centralised estimator and the Flower strategy drive the same
 Round 1 asks each client for the moments of all its data around its own mean;
 the server combines them exactly into the root Gaussian (and the optional
 standardisation and projection). Every later round is one EM iteration for each
-active node.
+active node. A node whose EM ran on samples or on a subspace of the features, or
+whose split is judged by the normality rule, takes one more round once EM has
+converged: a step on all its rows and all features, whose statistics decide the
+split and give the children's full Gaussians.
 """
 
 import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.stats import norm
+from scipy.stats import chi2, norm
 
+from ._client import (  # noqa: F401 - re-exported
+    HARD,
+    HISTOGRAM_EDGES,
+    REFINE_ROUND,
+    ROOT_ROUND,
+    SOFT,
+    apply_transform,
+    client_step,
+)
 from ._gaussian import (
     empirical_covariances,
     gaussian_from_moments,
@@ -30,8 +42,6 @@ from ._gaussian import (
 from ._stats import (
     Moments,
     check_moments,
-    local_moments,
-    mixture_moments,
     sum_moments,
 )
 from ._tree import (
@@ -52,8 +62,8 @@ from ._tree import (
 )
 from .exceptions import DataWarning, FederationError
 
-ROOT_ROUND, REFINE_ROUND = 0, 1
-SPLIT_CRITERIA = ("bic", "aic")
+SPLIT_CRITERIA = ("bic", "aic", "normality")
+ROUTINGS = {"hard": HARD, "soft": SOFT}
 
 
 @dataclass(frozen=True)
@@ -73,6 +83,18 @@ class GrowthParams:
     n_components_pca: int | None = None
     n_init: int = 3
     random_state: int | None = None
+    sample_size: int | None = None
+    subspace_dim: int | float | None = None
+    routing: str = "hard"
+    significance: float = 1e-4
+    min_count: int = 0
+    noise_multiplier: float = 0.0
+    clip_norm: float | None = None
+
+    @property
+    def seed(self) -> int:
+        """The seed of every random choice (``random_state``, 0 when None)."""
+        return 0 if self.random_state is None else int(self.random_state)
 
     def validate(self) -> "GrowthParams":
         """Raise a ValueError naming the first setting that is out of range."""
@@ -113,6 +135,48 @@ class GrowthParams:
             ("max_iter", self.max_iter, self.max_iter >= 1, "an int >= 1"),
             ("n_init", self.n_init, self.n_init >= 1, "an int >= 1"),
             (
+                "sample_size",
+                self.sample_size,
+                self.sample_size is None or self.sample_size >= 1,
+                "None or an int >= 1",
+            ),
+            (
+                "subspace_dim",
+                self.subspace_dim,
+                self.subspace_dim is None
+                or (isinstance(self.subspace_dim, int) and self.subspace_dim >= 1)
+                or (
+                    isinstance(self.subspace_dim, float) and 0 < self.subspace_dim <= 1
+                ),
+                "None, an int >= 1 or a float in (0, 1]",
+            ),
+            (
+                "routing",
+                self.routing,
+                self.routing in ROUTINGS,
+                f"one of {tuple(ROUTINGS)}",
+            ),
+            (
+                "significance",
+                self.significance,
+                0 < self.significance < 1,
+                "a float in (0, 1)",
+            ),
+            ("min_count", self.min_count, self.min_count >= 0, "an int >= 0"),
+            (
+                "noise_multiplier",
+                self.noise_multiplier,
+                self.noise_multiplier >= 0,
+                "a float >= 0",
+            ),
+            (
+                "clip_norm",
+                self.clip_norm,
+                (self.clip_norm is None and self.noise_multiplier == 0)
+                or (self.clip_norm is not None and self.clip_norm > 0),
+                "a float > 0 (and it is required when noise_multiplier > 0)",
+            ),
+            (
                 "n_components_pca",
                 self.n_components_pca,
                 self.n_components_pca is None or self.n_components_pca >= 1,
@@ -143,9 +207,20 @@ class _NodeFit:
 
     candidates: list
     n_iter: int = 0
+    chosen: int | None = None
+    axis: np.ndarray | None = None
+    axis_shift: float = 0.0
+    axis_scale: float = 1.0
+
+    @property
+    def final(self) -> bool:
+        """Whether the next round is the node's full-data, all-feature step."""
+        return self.chosen is not None
 
     def running(self) -> list[int]:
-        """Indices of the candidates that still take EM steps."""
+        """Indices of the candidates that take a step in the next round."""
+        if self.chosen is not None:
+            return [self.chosen]
         return [c for c, cand in enumerate(self.candidates) if not cand.converged]
 
 
@@ -265,28 +340,65 @@ class TreeGrower:
 
     def instructions(self, client: int | None = None) -> dict[str, np.ndarray]:
         """Named arrays that tell ``client`` what to compute this round."""
+        params = self.params
+        arrays = {
+            "round.number": np.array([self.round + 1]),
+            "round.seed": np.array([params.seed]),
+            "round.routing": np.array([ROUTINGS[params.routing]]),
+            "privacy.min_count": np.array([params.min_count]),
+            "privacy.noise_multiplier": np.array([params.noise_multiplier]),
+            "privacy.clip_norm": np.array([params.clip_norm or 0.0]),
+        }
         if self.tree is None:
-            return {
-                "round.kind": np.array([ROOT_ROUND]),
-                "round.covariance_type": np.array(
-                    [0 if self._root_covariance_type() == "full" else 1]
-                ),
-            }
+            arrays["round.kind"] = np.array([ROOT_ROUND])
+            arrays["round.covariance_type"] = np.array(
+                [0 if self._root_covariance_type() == "full" else 1]
+            )
+            return arrays
         nodes = self.active_nodes() if client is None else self.assigned_nodes(client)
-        arrays = {"round.kind": np.array([REFINE_ROUND])}
+        arrays["round.kind"] = np.array([REFINE_ROUND])
         arrays.update(self.tree.to_arrays())
         arrays.update(self.transform_arrays())
         arrays["task.nodes"] = np.array(nodes, dtype=np.int64)
         for node in nodes:
-            fit = self._fits[node]
-            running = fit.running()
-            arrays[f"task.{node}.candidates"] = np.array(running, dtype=np.int64)
-            for c in running:
-                cand = fit.candidates[c]
-                arrays[f"task.{node}.{c}.weights"] = cand.weights
-                arrays[f"task.{node}.{c}.means"] = cand.means
-                arrays[f"task.{node}.{c}.covariances"] = cand.covariances
+            arrays.update(self._node_task(node))
         return arrays
+
+    def _node_task(self, node) -> dict[str, np.ndarray]:
+        fit = self._fits[node]
+        running = fit.running()
+        task = {
+            f"task.{node}.candidates": np.array(running, dtype=np.int64),
+            f"task.{node}.final": np.array([int(fit.final)]),
+            f"task.{node}.rate": np.array([self._sample_rate(node)]),
+        }
+        for c in running:
+            cand = fit.candidates[c]
+            task[f"task.{node}.{c}.weights"] = cand.weights
+            task[f"task.{node}.{c}.means"] = cand.means
+            task[f"task.{node}.{c}.covariances"] = cand.covariances
+        if fit.final and fit.axis is not None:
+            task[f"task.{node}.axis"] = fit.axis
+            task[f"task.{node}.axis_shift"] = np.array([fit.axis_shift])
+            task[f"task.{node}.axis_scale"] = np.array([fit.axis_scale])
+        return task
+
+    def _sample_rate(self, node) -> float:
+        """Share of a node's rows that each client uses in an EM step."""
+        if self.params.sample_size is None or self._fits[node].final:
+            return 1.0
+        n = self.tree.n_samples[node]
+        return float(min(1.0, self.params.sample_size / n)) if n > 0 else 1.0
+
+    @property
+    def needs_final_step(self) -> bool:
+        """Whether nodes take a full-data, all-feature step after EM."""
+        params = self.params
+        return (
+            params.sample_size is not None
+            or params.subspace_dim is not None
+            or params.split_criterion == "normality"
+        )
 
     def _root_covariance_type(self) -> str:
         if self.params.n_components_pca is not None:
@@ -350,7 +462,13 @@ class TreeGrower:
                     f"{self.n_features_in} like the other clients"
                 )
             else:
-                reason = check_moments(moments, 1, n_features, cov_type)
+                reason = check_moments(
+                    moments,
+                    1,
+                    n_features,
+                    cov_type,
+                    strict=self.params.noise_multiplier == 0,
+                )
             if reason is not None:
                 self._reject(client, -1, reason)
                 continue
@@ -458,22 +576,50 @@ class TreeGrower:
             tree.set_state(node, LEAF, TOO_FEW_POINTS)
             return
         tree.set_state(node, ACTIVE)
+        tree.dims[node] = self._subspace(node)
         self._fits[node] = _NodeFit(
             [_Candidate(*init) for init in self._initial_candidates(node)]
         )
 
+    def _subspace(self, node) -> np.ndarray:
+        """Mask of the features a node's EM uses, drawn from (seed, node)."""
+        n_features = self.tree.n_features
+        dim = self.params.subspace_dim
+        mask = np.ones(n_features, dtype=bool)
+        if dim is None:
+            return mask
+        size = int(np.ceil(dim * n_features)) if isinstance(dim, float) else dim
+        size = min(max(size, 1), n_features)
+        if size == n_features:
+            return mask
+        rng = np.random.default_rng([self.params.seed, node, 1])
+        mask[:] = False
+        mask[np.sort(rng.choice(n_features, size=size, replace=False))] = True
+        return mask
+
+    def _restricted(self, node):
+        """The node's Gaussian restricted to its subspace."""
+        tree = self.tree
+        dims = tree.dims[node]
+        mean, covariance = tree.means[node][dims], tree.covariances[node]
+        covariance = (
+            covariance[np.ix_(dims, dims)]
+            if covariance.ndim == 2
+            else (covariance[dims])
+        )
+        return mean, covariance
+
     def _initial_candidates(self, node):
         """The principal-axis split, then seeded draws from the node's Gaussian."""
-        params, tree = self.params, self.tree
-        mean, covariance = tree.means[node], tree.covariances[node]
+        params = self.params
+        mean, covariance = self._restricted(node)
         inits = [
             principal_axis_init(
                 mean, covariance, params.n_children, params.covariance_type
             )
         ]
-        seed = 0 if params.random_state is None else params.random_state
         for c in range(1, params.n_init):
-            rng = np.random.default_rng([seed, node, c])
+            rng = np.random.default_rng([params.seed, node, c])
             noise = rng.standard_normal((params.n_children, mean.shape[0]))
             # a Cholesky factor varies smoothly with the covariance (an SVD's signs
             # do not), so the same seed gives the same draws federated and not
@@ -489,42 +635,54 @@ class TreeGrower:
     def _update_nodes(self, replies):
         tree = self.tree
         per_node = {v: {} for v in self.active_nodes()}
-        routed_loglik, routed_n = 0.0, 0.0
+        counts_per_node = {v: 0.0 for v in per_node}
+        histograms = {v: [] for v in per_node}
         for client in sorted(replies):
             arrays = replies[client]
             counts = self._counts.setdefault(client, {})
-            for node, parts in self._parse_reply(client, arrays):
+            for node, count, parts, histogram in self._parse_reply(client, arrays):
                 for c, moments in parts.items():
                     per_node[node].setdefault(c, []).append(moments)
-                counts[node] = next(iter(parts.values())).n_samples
+                counts[node] = count
+                counts_per_node[node] += count
+                if histogram is not None:
+                    histograms[node].append(histogram)
             if "routed.loglik" in arrays:
-                self._routed[client] = (
-                    float(np.asarray(arrays["routed.loglik"]).reshape(-1)[0]),
-                    float(np.asarray(arrays["routed.n"]).reshape(-1)[0]),
-                )
-        # a client without work this round holds data in leaves only, so its
-        # last routed log-likelihood still holds
-        for client in sorted(self._routed):
-            routed_loglik += self._routed[client][0]
-            routed_n += self._routed[client][1]
+                try:
+                    self._routed[client] = (
+                        float(np.asarray(arrays["routed.loglik"]).reshape(-1)[0]),
+                        float(np.asarray(arrays["routed.n"]).reshape(-1)[0]),
+                    )
+                except (KeyError, ValueError, IndexError, TypeError):
+                    self._reject(client, -1, "unreadable routed log-likelihood")
         for node in sorted(per_node):
             summed = {
                 c: sum_moments(parts)
                 for c, parts in sorted(per_node[node].items())
                 if any(m.n_samples > 0 for m in parts)
             }
-            if not summed:
+            if not summed or counts_per_node[node] <= 0:
                 tree.n_samples[node] = 0.0
                 tree.set_state(node, LEAF, EMPTY)
                 self._fits.pop(node, None)
                 continue
-            self._em_step(node, summed)
+            if self.params.noise_multiplier > 0:
+                summed = {c: _repair(m) for c, m in summed.items()}
+            hist = np.sum(histograms[node], axis=0) if histograms[node] else None
+            if self._fits[node].final:
+                self._final_step(node, summed, counts_per_node[node], hist)
+            else:
+                self._em_step(node, summed, counts_per_node[node])
+        # a client without work this round holds data in leaves only, so its
+        # last routed log-likelihood still holds
+        routed_loglik = sum(self._routed[c][0] for c in sorted(self._routed))
+        routed_n = sum(self._routed[c][1] for c in sorted(self._routed))
         mean_loglik = routed_loglik / routed_n if routed_n > 0 else float("nan")
         return self._record(mean_loglik)
 
     def _parse_reply(self, client, arrays):
-        """Yield ``(node, {candidate: moments})`` for each valid part of a reply."""
-        tree, cov_type = self.tree, self.params.covariance_type
+        """Yield ``(node, count, {candidate: moments}, histogram)`` per valid node."""
+        tree, params = self.tree, self.params
         try:
             nodes = [int(v) for v in np.asarray(arrays["reply.nodes"]).reshape(-1)]
         except (KeyError, TypeError, ValueError) as exc:
@@ -534,48 +692,64 @@ class TreeGrower:
             if node not in self._fits:
                 self._reject(client, node, "statistics for a node that is not active")
                 continue
-            parts, reason = {}, None
-            for c in self._fits[node].running():
-                try:
+            fit = self._fits[node]
+            dims = tree.dims[node]
+            n_features = tree.n_features if fit.final else int(dims.sum())
+            center = tree.means[node] if fit.final else tree.means[node][dims]
+            parts, reason, count, histogram = {}, None, 0.0, None
+            try:
+                count = float(np.asarray(arrays[f"node.{node}.count"]).reshape(-1)[0])
+                if not np.isfinite(count) or count < 0:
+                    reason = f"count {count} is not a finite non-negative number"
+                for c in fit.running():
+                    if reason is not None:
+                        break
                     moments = Moments.from_arrays(arrays, f"node.{node}.{c}")
-                except (KeyError, TypeError, ValueError, IndexError) as exc:
-                    reason = f"missing or unreadable field {exc}"
-                    break
-                reason = check_moments(
-                    moments, self.params.n_children, tree.n_features, cov_type
-                )
-                if reason is None and not np.array_equal(
-                    moments.center, tree.means[node]
-                ):
-                    reason = "statistics were not taken around the node's mean"
-                if reason is not None:
-                    break
-                parts[c] = moments
+                    reason = check_moments(
+                        moments,
+                        params.n_children,
+                        n_features,
+                        params.covariance_type,
+                        strict=params.noise_multiplier == 0,
+                    )
+                    if reason is None and not np.array_equal(moments.center, center):
+                        reason = "statistics were not taken around the node's mean"
+                    parts[c] = moments
+                if reason is None and fit.final and fit.axis is not None:
+                    histogram = np.asarray(
+                        arrays[f"node.{node}.histogram"], dtype=np.float64
+                    )
+                    if histogram.shape != (HISTOGRAM_EDGES.size - 1,) or not np.all(
+                        np.isfinite(histogram) & (histogram >= 0)
+                    ):
+                        reason = "histogram has the wrong shape or invalid counts"
+            except (KeyError, TypeError, ValueError, IndexError) as exc:
+                reason = f"missing or unreadable field {exc}"
             if reason is not None:
                 self._reject(client, node, reason)
                 continue
-            yield node, parts
+            yield node, count, parts, histogram
 
-    def _em_step(self, node, summed):
+    def _em_step(self, node, summed, count):
         """One M-step for every running candidate of ``node``."""
         params, tree, fit = self.params, self.tree, self._fits[node]
-        n = next(iter(summed.values())).n_samples
         if fit.n_iter == 0:
-            tree.n_samples[node] = n
-            if n < params.n_children * self._min_leaf():
+            tree.n_samples[node] = count
+            if count < params.n_children * self._min_leaf():
                 tree.set_state(node, LEAF, TOO_FEW_POINTS)
                 del self._fits[node]
                 return
         fit.n_iter += 1
+        center = tree.means[node][tree.dims[node]]
         for c, moments in summed.items():
             cand = fit.candidates[c]
-            cand.logliks.append(moments.loglik / n)
+            cand.logliks.append(moments.loglik / moments.n_samples)
             cand.last = moments
             cand.weights, cand.means, cand.covariances = gaussian_from_moments(
                 moments.nk,
                 moments.first,
                 moments.second,
-                moments.center,
+                center,
                 params.reg_covar,
                 params.covariance_type,
             )
@@ -583,23 +757,72 @@ class TreeGrower:
                 len(cand.logliks) >= 2
                 and cand.logliks[-1] - cand.logliks[-2] < params.tol
             )
-        if not fit.running() or fit.n_iter >= params.max_iter:
-            self._decide(node)
-
-    def _decide(self, node):
-        """Keep the split of ``node`` or make it a leaf, and record why."""
-        params, tree = self.params, self.tree
-        fit = self._fits.pop(node)
+        if fit.running() and fit.n_iter < params.max_iter:
+            return
         self.em_logliks[node] = [list(c.logliks) for c in fit.candidates]
         # the candidate with the best final log-likelihood wins; ties: lowest index
         best = max(
             range(len(fit.candidates)),
             key=lambda c: (fit.candidates[c].logliks[-1], -c),
         )
-        cand = fit.candidates[best]
-        moments = cand.last
-        n = moments.n_samples
-        n_features = tree.n_features
+        if np.any(fit.candidates[best].last.nk <= 0):
+            tree.set_state(node, LEAF, EMPTY_CHILD)
+            del self._fits[node]
+            return
+        if not self.needs_final_step:
+            self._decide(node, best, fit.candidates[best].last, None)
+            return
+        fit.chosen = best
+        if params.split_criterion == "normality":
+            self._set_projection_axis(node, fit)
+
+    def _set_projection_axis(self, node, fit):
+        """The axis of the children's means, and the node's spread along it."""
+        cand = fit.candidates[fit.chosen]
+        dims = self.tree.dims[node]
+        shares = cand.weights / cand.weights.sum()
+        centred = cand.means - shares @ cand.means
+        scatter = (centred * shares[:, np.newaxis]).T @ centred
+        _, eigvecs = np.linalg.eigh(scatter)
+        axis = np.zeros(self.tree.n_features)
+        axis[dims] = eigvecs[:, -1]
+        pooled = cand.last.pooled()
+        n = pooled.n_samples
+        # moments of the node's rows, centred at the node mean, on the axis
+        sub_axis = axis[dims]
+        first = float(pooled.first[0] @ sub_axis) / n
+        if pooled.second.ndim == 3:
+            second = float(sub_axis @ pooled.second[0] @ sub_axis) / n
+        else:
+            second = float(pooled.second[0] @ sub_axis**2) / n
+        fit.axis = axis
+        fit.axis_shift = first
+        fit.axis_scale = float(np.sqrt(max(second - first**2, 1e-300)))
+
+    def _final_step(self, node, summed, count, histogram):
+        """The full-data, all-feature step of a node whose EM has converged."""
+        fit = self._fits[node]
+        self.tree.n_samples[node] = count
+        self._decide(node, fit.chosen, summed[fit.chosen], histogram)
+
+    def _decide(self, node, best, moments, histogram):
+        """Keep the split of ``node`` or make it a leaf, and record why.
+
+        ``moments`` are over all features (the EM's subspace when there is no
+        final step, which is then all features); their log-likelihood is that of
+        the chosen candidate before its last M-step: EM only raises it, so the
+        criterion errs on the side of not splitting.
+        """
+        params, tree = self.params, self.tree
+        fit = self._fits.pop(node)
+        weights, means, covariances = gaussian_from_moments(
+            moments.nk,
+            moments.first,
+            moments.second,
+            tree.means[node],
+            params.reg_covar,
+            params.covariance_type,
+        )
 
         if np.any(moments.nk <= 0):
             tree.set_state(node, LEAF, EMPTY_CHILD)
@@ -607,11 +830,44 @@ class TreeGrower:
         if np.any(moments.nk < self._min_leaf()):
             tree.set_state(node, LEAF, CHILD_TOO_SMALL)
             return
-        if self._collapsed(node, cand, moments):
+        if self._collapsed(node, means, covariances, moments):
             tree.set_state(node, LEAF, COLLAPSED)
             return
 
+        if params.split_criterion == "normality":
+            score = _normality_score(histogram, params.significance)
+        else:
+            score = self._likelihood_score(node, moments)
+        if score <= 0:
+            tree.set_state(node, LEAF, CRITERION, score)
+            return
+        n_terminal = int(np.sum(tree.state != INTERNAL))
+        if (
+            params.max_leaves is not None
+            and n_terminal + params.n_children - 1 > params.max_leaves
+        ):
+            tree.set_state(node, LEAF, MAX_LEAVES, score)
+            return
+
+        tree.set_state(node, INTERNAL, SPLIT, score)
+        del fit
+        for k in range(params.n_children):
+            child = tree.add_node(
+                node, weights[k], means[k], covariances[k], moments.nk[k], ACTIVE
+            )
+            self._activate(child)
+
+    def _likelihood_score(self, node, moments) -> float:
+        """BIC (or AIC) of one Gaussian minus that of the split, on the EM's features.
+
+        Positive when the split is better.
+        """
+        params, tree = self.params, self.tree
+        dims = tree.dims[node]
+        if moments.first.shape[1] != dims.sum():
+            moments = _restrict(moments, dims)
         pooled = moments.pooled()
+        n = pooled.n_samples
         _, own_mean, own_cov = gaussian_from_moments(
             pooled.nk,
             pooled.first,
@@ -629,37 +885,13 @@ class TreeGrower:
             own_cov[0],
             params.covariance_type,
         )
-        # log-likelihood of the parameters before the last M-step: EM only
-        # raises it, so the criterion errs on the side of not splitting
-        loglik_split = moments.loglik
+        n_features = int(dims.sum())
         p_one = n_parameters(1, n_features, params.covariance_type)
         p_split = n_parameters(params.n_children, n_features, params.covariance_type)
         penalty = np.log(n) if params.split_criterion == "bic" else 2.0
-        score = float(2.0 * (loglik_split - loglik_one) - (p_split - p_one) * penalty)
-        if score <= 0:
-            tree.set_state(node, LEAF, CRITERION, score)
-            return
-        n_terminal = int(np.sum(tree.state != INTERNAL))
-        if (
-            params.max_leaves is not None
-            and n_terminal + params.n_children - 1 > params.max_leaves
-        ):
-            tree.set_state(node, LEAF, MAX_LEAVES, score)
-            return
+        return float(2.0 * (moments.loglik - loglik_one) - (p_split - p_one) * penalty)
 
-        tree.set_state(node, INTERNAL, SPLIT, score)
-        for k in range(params.n_children):
-            child = tree.add_node(
-                node,
-                cand.weights[k],
-                cand.means[k],
-                cand.covariances[k],
-                moments.nk[k],
-                ACTIVE,
-            )
-            self._activate(child)
-
-    def _collapsed(self, node, cand, moments) -> bool:
+    def _collapsed(self, node, means, covariances, moments) -> bool:
         """Whether a child is a point mass where the node's data is spread.
 
         Its covariance then sits on the ``reg_covar`` floor in every direction in
@@ -679,14 +911,12 @@ class TreeGrower:
         spread = eigvecs[:, eigvals > 100.0 * floor]
         if spread.shape[1] == 0:
             return False
-        children = empirical_covariances(
-            cand.covariances, floor, params.covariance_type
-        )
+        children = empirical_covariances(covariances, floor, params.covariance_type)
         for k, child in enumerate(children):
             child = np.diag(child) if child.ndim == 1 else child
             largest = np.linalg.eigvalsh(spread.T @ child @ spread).max()
             if largest <= floor:
-                value = np.array2string(cand.means[k][:6], precision=6)
+                value = np.array2string(means[k][:6], precision=6)
                 warnings.warn(
                     f"Node {node}: child {k} collapsed onto duplicated points at "
                     f"{value} (its variance sits on the reg_covar floor); the split "
@@ -700,84 +930,97 @@ class TreeGrower:
 
     def _record(self, mean_loglik):
         tree = self.tree
-        record = {
+        return {
             "round": self.round,
             "active": int(np.sum(tree.state == ACTIVE)),
             "leaves": int(np.sum(tree.state == LEAF)),
             "nodes": tree.n_nodes,
             "mean_loglik": float(mean_loglik),
         }
-        return record
+
+    # -------------------------------------------------------------- checkpoint
+
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        """Every attribute of the grower as named arrays, exactly.
+
+        The tree, each active node's EM candidates, the clients' counts, the
+        round, the transform, the history and the rejections: what a resumed run
+        needs to continue bit for bit. See :mod:`fedgmmtree.checkpoint`.
+        """
+        from .checkpoint import to_state_arrays
+
+        return to_state_arrays(vars(self), "grower")
+
+    @classmethod
+    def from_state_arrays(cls, arrays: dict[str, np.ndarray]) -> "TreeGrower":
+        """The grower that :meth:`state_arrays` recorded."""
+        from .checkpoint import from_state_arrays
+
+        grower = cls.__new__(cls)
+        grower.__dict__.update(from_state_arrays(arrays))
+        return grower
 
 
-def apply_transform(X, arrays):
-    """Standardise and project ``X`` as the server's transform arrays say."""
-    if "transform.offset" in arrays:
-        X = (X - arrays["transform.offset"]) / arrays["transform.scale"]
-    if "transform.components" in arrays:
-        X = X @ arrays["transform.components"]
-    return X
+def _restrict(moments: Moments, dims) -> Moments:
+    """Statistics restricted to the features in ``dims``."""
+    second = (
+        moments.second[:, dims][:, :, dims]
+        if moments.second.ndim == 3
+        else moments.second[:, dims]
+    )
+    return Moments(
+        moments.nk, moments.first[:, dims], second, moments.loglik, moments.center[dims]
+    )
 
 
-def client_step(X, instructions: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Everything a client computes in one round, on its own data.
+def _repair(moments: Moments) -> Moments:
+    """Noisy sums made usable: counts kept positive, second moments made PSD."""
+    nk = np.maximum(moments.nk, 1e-3)
+    second = moments.second
+    if second.ndim == 3:
+        eigvals, eigvecs = np.linalg.eigh(
+            0.5 * (second + np.transpose(second, (0, 2, 1)))
+        )
+        second = np.einsum(
+            "kij,kj,klj->kil", eigvecs, np.maximum(eigvals, 0.0), eigvecs
+        )
+    else:
+        second = np.maximum(second, 0.0)
+    return Moments(nk, moments.first, second, moments.loglik, moments.center)
 
-    Parameters
-    ----------
-    X : ndarray of shape (n_samples, n_features)
-        The client's data, already validated.
-    instructions : dict of str to ndarray
-        From :meth:`TreeGrower.instructions`.
+
+def _normality_score(histogram, significance) -> float:
+    """Evidence against normality of a binned standardised projection.
+
+    A chi-square goodness-of-fit test of the histogram against the standard
+    normal (bins with fewer than 5 expected samples are pooled with their
+    neighbours; two degrees of freedom go to the estimated mean and spread).
 
     Returns
     -------
-    reply : dict of str to ndarray
-        Statistics only: counts, centred moments and log-likelihood sums.
+    score : float
+        ``log(significance) - log(p_value)``: positive when normality is
+        rejected at ``significance``, i.e. when the node should split.
     """
-    kind = int(instructions["round.kind"][0])
-    if kind == ROOT_ROUND:
-        cov_type = (
-            "full" if int(instructions["round.covariance_type"][0]) == 0 else "diag"
-        )
-        return local_moments(X, cov_type).to_arrays("root")
-    tree = Tree.from_arrays(instructions)
-    X = apply_transform(np.asarray(X, dtype=np.float64), instructions)
-    node_of = tree.route(X)
-    nodes = np.asarray(instructions["task.nodes"], dtype=np.int64)
-    reply = {"reply.nodes": nodes}
-    for node in nodes:
-        at_node = X[node_of == node]
-        for c in np.asarray(instructions[f"task.{node}.candidates"]).reshape(-1):
-            moments = mixture_moments(
-                at_node,
-                tree.means[node],
-                instructions[f"task.{node}.{c}.weights"],
-                instructions[f"task.{node}.{c}.means"],
-                instructions[f"task.{node}.{c}.covariances"],
-                tree.covariance_type,
-            )
-            reply.update(moments.to_arrays(f"node.{node}.{c}"))
-    reply.update(routed_loglik(X, node_of, tree))
-    return reply
-
-
-def routed_loglik(X, node_of, tree):
-    """Sum over samples of ``log(path weight * density)`` at the node each ends in."""
-    from ._gaussian import log_gaussian_prob
-
-    total = 0.0
-    path = tree.path_weights()
-    prec_chol = tree.precisions_chol()
-    for node in np.unique(node_of):
-        at_node = X[node_of == node]
-        log_prob = log_gaussian_prob(
-            at_node,
-            tree.means[[node]],
-            prec_chol[[node]],
-            tree.covariance_type,
-        )
-        total += float(log_prob.sum() + at_node.shape[0] * np.log(path[node]))
-    return {
-        "routed.loglik": np.array([total]),
-        "routed.n": np.array([float(X.shape[0])]),
-    }
+    counts = np.asarray(histogram, dtype=np.float64)
+    n = counts.sum()
+    expected = n * np.diff(norm.cdf(HISTOGRAM_EDGES))
+    observed_bins, expected_bins = [], []
+    acc_obs = acc_exp = 0.0
+    for obs, exp in zip(counts, expected, strict=True):
+        acc_obs += obs
+        acc_exp += exp
+        if acc_exp >= 5.0:
+            observed_bins.append(acc_obs)
+            expected_bins.append(acc_exp)
+            acc_obs = acc_exp = 0.0
+    if observed_bins:
+        observed_bins[-1] += acc_obs
+        expected_bins[-1] += acc_exp
+    dof = len(observed_bins) - 3
+    if dof < 1:
+        return -np.inf
+    observed_bins, expected_bins = np.array(observed_bins), np.array(expected_bins)
+    statistic = float(np.sum((observed_bins - expected_bins) ** 2 / expected_bins))
+    log_p = float(chi2.logsf(statistic, dof))
+    return float(np.log(significance) - log_p)

@@ -197,11 +197,14 @@ def sum_moments(parts) -> Moments:
     return total
 
 
-def check_moments(moments: Moments, n_components, n_features, covariance_type):
+def check_moments(
+    moments: Moments, n_components, n_features, covariance_type, strict=True
+):
     """Reason why received statistics are unusable, or ``None`` when they are fine.
 
-    Checks shapes, finiteness, non-negative counts and that each second moment
-    is positive semi-definite up to rounding.
+    Checks shapes and finiteness and, when ``strict`` (no privacy noise was
+    added), non-negative counts and that each second moment is positive
+    semi-definite up to rounding.
     """
     expected = {
         "nk": (n_components,),
@@ -219,6 +222,8 @@ def check_moments(moments: Moments, n_components, n_features, covariance_type):
             return f"{name} holds non-finite values"
     if not np.isfinite(moments.loglik):
         return "loglik is not finite"
+    if not strict:
+        return None
     if np.any(moments.nk < 0):
         return "negative counts in nk"
     scale = np.abs(moments.second).max(initial=0.0)

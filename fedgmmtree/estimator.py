@@ -11,6 +11,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._gaussian import log_gaussian_prob, precisions_cholesky
 from ._merge import cut_linkage, merge_linkage
+from ._client import route_soft
 from ._protocol import GrowthParams, TreeGrower, apply_transform, client_step
 from ._tree import LEAF, Tree
 from .validation import check_client_data
@@ -29,8 +30,12 @@ class GMMTree(ClusterMixin, DensityMixin, BaseEstimator):
     n_children : int, default=2
         Number of children fitted at each node (K).
     covariance_type : {"full", "diag"}, default="full"
-    split_criterion : {"bic", "aic"}, default="bic"
-        Rule that keeps a split: it must lower the criterion of the node's data.
+    split_criterion : {"bic", "aic", "normality"}, default="bic"
+        Rule that keeps a split. ``"bic"`` and ``"aic"``: the split must lower the
+        criterion of the node's data. ``"normality"`` (G-means, Hamerly and Elkan
+        2003): the node's data projected on the axis of the children's means must
+        fail a chi-square test of normality at ``significance``; clients send
+        histograms of the standardised projection on fixed bins.
     min_samples_leaf : int, default=1
         Fewest samples a child may hold. The effective floor is never below
         ``n_features + 1``, so every child's covariance is estimable.
@@ -56,6 +61,26 @@ class GMMTree(ClusterMixin, DensityMixin, BaseEstimator):
     n_init : int, default=3
         Candidate child mixtures per node: the principal-axis split, then seeded
         draws from the node's Gaussian. The best final log-likelihood wins.
+    sample_size : int or None, default=None
+        About this many of a node's rows (over all clients, each client in
+        proportion to its share, drawn from a seed of ``random_state``, the
+        round, the node and the client) take part in each EM step; None uses
+        all rows. Sampled log-likelihoods are noisy, so EM stops on ``tol`` or
+        ``max_iter`` as usual and then one step on all rows gives the statistics
+        that decide the split and the children's parameters.
+    subspace_dim : int, float or None, default=None
+        Each node fits its children on a random subset of this many features (a
+        float: this share of them), drawn once per node from ``random_state``;
+        a final step then estimates the children's Gaussians on all features,
+        so prediction uses every feature. The split criterion is evaluated on
+        the subspace.
+    routing : {"hard", "soft"}, default="hard"
+        ``"hard"`` sends each sample to its most likely child; ``"soft"`` sends
+        it down every branch with weight equal to the product of the
+        responsibilities along the path (weights below 1e-12 are dropped), and
+        ``predict`` picks the leaf of largest weight.
+    significance : float, default=1e-4
+        Level of the normality test.
     random_state : int or None, default=None
         Seed of the randomised options (None means 0: fits are always
         reproducible, and never read NumPy's global random state).
@@ -100,6 +125,10 @@ class GMMTree(ClusterMixin, DensityMixin, BaseEstimator):
         standardize=False,
         n_components_pca=None,
         n_init=3,
+        sample_size=None,
+        subspace_dim=None,
+        routing="hard",
+        significance=1e-4,
         random_state=None,
     ):
         self.n_children = n_children
@@ -115,6 +144,10 @@ class GMMTree(ClusterMixin, DensityMixin, BaseEstimator):
         self.standardize = standardize
         self.n_components_pca = n_components_pca
         self.n_init = n_init
+        self.sample_size = sample_size
+        self.subspace_dim = subspace_dim
+        self.routing = routing
+        self.significance = significance
         self.random_state = random_state
 
     def growth_params(self) -> GrowthParams:
@@ -132,6 +165,10 @@ class GMMTree(ClusterMixin, DensityMixin, BaseEstimator):
             standardize=self.standardize,
             n_components_pca=self.n_components_pca,
             n_init=self.n_init,
+            sample_size=self.sample_size,
+            subspace_dim=self.subspace_dim,
+            routing=self.routing,
+            significance=self.significance,
             random_state=self.random_state,
         ).validate()
 
@@ -245,7 +282,8 @@ class GMMTree(ClusterMixin, DensityMixin, BaseEstimator):
     def predict(self, X):
         """Label of each sample: its leaf, or its leaf's cluster.
 
-        Samples are routed down the tree as in a decision tree.
+        Samples are routed down the tree as in a decision tree (with
+        ``routing="soft"``: to the leaf of largest path weight).
 
         Parameters
         ----------
@@ -255,14 +293,17 @@ class GMMTree(ClusterMixin, DensityMixin, BaseEstimator):
         -------
         labels : ndarray of shape (n_samples,)
         """
-        X = self._prepare(X)
-        leaf = self._leaf_position[self.tree_.route(X)]
-        return self.leaf_cluster_[leaf]
+        return self.leaf_cluster_[self.predict_leaf(X)]
 
     def predict_leaf(self, X):
         """Index (into ``means_``) of the leaf each sample is routed to."""
         X = self._prepare(X)
-        return self._leaf_position[self.tree_.route(X)]
+        if self.routing != "soft":
+            return self._leaf_position[self.tree_.route(X)]
+        weights = route_soft(X, self.tree_)
+        leaves = np.array(sorted(weights))
+        best = np.argmax(np.stack([weights[v] for v in leaves], axis=1), axis=1)
+        return self._leaf_position[leaves[best]]
 
     def predict_proba(self, X):
         """Posterior of each cluster under the flat mixture of leaves.
@@ -336,6 +377,10 @@ class GMMTree(ClusterMixin, DensityMixin, BaseEstimator):
             standardize=params.standardize,
             n_components_pca=params.n_components_pca,
             n_init=params.n_init,
+            sample_size=params.sample_size,
+            subspace_dim=params.subspace_dim,
+            routing=params.routing,
+            significance=params.significance,
             random_state=params.random_state,
         )
         return model._set_fitted(grower)
@@ -348,13 +393,20 @@ class GMMTree(ClusterMixin, DensityMixin, BaseEstimator):
         arrays["model.linkage"] = self.linkage_
         arrays["model.leaf_cluster"] = self.leaf_cluster_
         arrays["model.n_features_in"] = np.array([self.n_features_in_])
+        arrays["model.soft_routing"] = np.array([int(self.routing == "soft")])
         return arrays
 
     @classmethod
     def from_arrays(cls, arrays, n_clusters=None) -> "GMMTree":
         """A fitted model from :meth:`to_arrays`; ``n_clusters`` re-cuts the leaves."""
         tree = Tree.from_arrays(arrays)
-        grower = TreeGrower(GrowthParams(covariance_type=tree.covariance_type))
+        soft = int(np.asarray(arrays.get("model.soft_routing", [0]))[0]) == 1
+        grower = TreeGrower(
+            GrowthParams(
+                covariance_type=tree.covariance_type,
+                routing="soft" if soft else "hard",
+            )
+        )
         grower.tree = tree
         grower.n_features_in = int(arrays["model.n_features_in"][0])
         grower.offset = arrays.get("transform.offset")
