@@ -6,7 +6,8 @@ moments, log-likelihood sums) and ``evaluate`` messages with the counts of
 the node config:
 
 - ``data-path``: a file of its own (``.npy``, ``.npz``, ``.csv`` or Parquet
-  with an ``embedding`` column), as in a real deployment;
+  with an ``embedding`` column), as in a real deployment, and optionally
+  ``client-key``, the int the server sorts replies by;
 - ``partition-id`` (and ``num-partitions``): its share of the data set that the
   run config names, as in a simulation.
 """
@@ -65,6 +66,26 @@ def read_data_file(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
     )
 
 
+def _client_key(node_config: dict, X: np.ndarray) -> int:
+    """The key the server sorts this client's replies by, stable across runs.
+
+    ``client-key`` (or ``partition-id``) from the node config when set;
+    otherwise a CRC-32 of the data-path and the validated float64 data ``X``, so
+    that nodes on different machines that use the same path get distinct keys.
+    """
+    for name in ("client-key", "partition-id"):
+        if name in node_config:
+            try:
+                return int(node_config[name])
+            except (TypeError, ValueError):
+                value = node_config[name]
+                raise ValueError(
+                    f"Node config {name} must be an int, but got {value!r}."
+                ) from None
+    seed = zlib.crc32(str(node_config["data-path"]).encode())
+    return zlib.crc32(np.ascontiguousarray(X), seed)
+
+
 @lru_cache(maxsize=4)
 def _load(node_items: tuple, run_items: tuple):
     node_config, run_config = dict(node_items), dict(run_items)
@@ -74,9 +95,9 @@ def _load(node_items: tuple, run_items: tuple):
         from simulations.clients import split_client_data
 
         path = str(node_config["data-path"])
-        key = int(node_config.get("partition-id", zlib.crc32(path.encode())))
         X, y = read_data_file(path)
-        X = check_client_data(X, client=key)
+        X = check_client_data(X, client=repr(path))
+        key = _client_key(node_config, X)
         return key, split_client_data(X, y, test_fraction, seed, key)
     if "partition-id" not in node_config:
         raise ValueError(

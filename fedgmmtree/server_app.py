@@ -3,21 +3,29 @@
 It reads the tree's settings from ``context.run_config`` (the
 ``[tool.flwr.app.config]`` table of ``pyproject.toml``), grows the tree with
 :class:`strategies.FedGMMTree`, prints a results table and writes
-``results.json`` and ``model.npz`` to ``results-dir``.
+``results.json`` and ``model.npz`` to ``results-dir``. A run that stops with a
+:class:`fedgmmtree.FederationError` (nodes that do not answer) writes
+``results.json`` with the error and the tree so far as ``partial_tree.npz``,
+then fails.
 """
 
 import json
 import time
+from logging import ERROR
 from pathlib import Path
 
+import numpy as np
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
+from flwr.supercore import log
 
+from fedgmmtree import FederationError
 from strategies import FedGMMTree
 
 app = ServerApp()
 
-# run-config key -> (GrowthParams / strategy argument, type, value meaning None)
+# run-config key -> (GrowthParams / strategy argument, type, value meaning None);
+# a key that the run config lacks keeps the strategy's default
 RUN_CONFIG_KEYS = {
     "n-children": ("n_children", int, None),
     "covariance-type": ("covariance_type", str, None),
@@ -36,6 +44,8 @@ RUN_CONFIG_KEYS = {
     "min-nodes": ("min_nodes", int, None),
     "min-replies": ("min_replies", float, None),
     "max-retries": ("max_retries", int, None),
+    "node-wait-timeout": ("node_wait_timeout", float, None),
+    "checkpoint-dir": ("checkpoint_dir", str, ""),
 }
 
 
@@ -70,10 +80,13 @@ def results_table(results: dict) -> str:
     return "\n".join(lines)
 
 
-def run_strategy(grid: Grid, run_config: dict) -> tuple[FedGMMTree, dict]:
+def run_strategy(
+    grid: Grid, run_config: dict, strategy: FedGMMTree | None = None
+) -> tuple[FedGMMTree, dict]:
     """Grow the tree on the grid and collect the results as a dict."""
     started = time.time()
-    strategy = strategy_from_run_config(run_config)
+    if strategy is None:
+        strategy = strategy_from_run_config(run_config)
     result = strategy.start(
         grid,
         num_rounds=int(run_config.get("num-rounds", 1000)),
@@ -82,6 +95,7 @@ def run_strategy(grid: Grid, run_config: dict) -> tuple[FedGMMTree, dict]:
     model = strategy.model()
     evaluation = next(iter(result.evaluate_metrics_clientapp.values()), {})
     results = {
+        "status": "completed",
         "dataset": str(run_config.get("dataset", "")),
         "partition": str(run_config.get("partition", "")),
         "ari": float(evaluation.get("ari", float("nan"))),
@@ -111,14 +125,44 @@ def write_results(results: dict, strategy: FedGMMTree, results_dir: str) -> Path
     return folder
 
 
+def write_partial(strategy: FedGMMTree, error: Exception, results_dir: str) -> Path:
+    """Write a failed run's error and tree so far into ``results_dir``.
+
+    ``results.json`` holds the error and the rounds that completed;
+    ``partial_tree.npz`` holds the tree's named arrays (read them with
+    :meth:`fedgmmtree.Tree.from_arrays`), with the data transform if any.
+    """
+    folder = Path(results_dir).expanduser().resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    grower = strategy.grower
+    results = {
+        "status": "failed",
+        "error": str(error),
+        "rounds": int(grower.round),
+        "bytes_down": int(strategy.bytes_down),
+        "bytes_up": int(strategy.bytes_up),
+        "history": [dict(r) for r in grower.history],
+    }
+    (folder / "results.json").write_text(json.dumps(results, indent=2))
+    if grower.tree is not None:
+        arrays = {**grower.tree.to_arrays(), **grower.transform_arrays()}
+        np.savez(folder / "partial_tree.npz", **arrays)
+    return folder
+
+
 @app.main()
 def main(grid: Grid, context: Context) -> None:
     """Grow the tree, print the results table and write the results folder."""
     run_config = dict(context.run_config)
-    strategy, results = run_strategy(grid, run_config)
-    folder = write_results(
-        results, strategy, str(run_config.get("results-dir", "results"))
-    )
+    results_dir = str(run_config.get("results-dir", "results"))
+    strategy = strategy_from_run_config(run_config)
+    try:
+        strategy, results = run_strategy(grid, run_config, strategy)
+    except FederationError as error:
+        folder = write_partial(strategy, error, results_dir)
+        log(ERROR, "main: the run failed; its tree so far is in %s", folder)
+        raise
+    folder = write_results(results, strategy, results_dir)
     reduced = results["pca_components"]
     note = (
         f"data reduced to {reduced} principal components computed federatedly "

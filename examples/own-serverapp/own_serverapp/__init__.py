@@ -1,0 +1,1 @@
+"""A ServerApp of one's own that uses the installed FedGMMTree strategy."""
