@@ -10,7 +10,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .datasets import load_dataset
+from .datasets import load_dataset, preprocess
 from .partitions import feature_skew, partition
 
 # run-config key -> (option of the partition scheme, schemes that take it)
@@ -55,22 +55,50 @@ def split_client_data(X, y, test_fraction, seed, client) -> ClientData:
 def client_partition(
     run_config: dict, partition_id: int, num_partitions: int
 ) -> ClientData:
-    """The rows of client ``partition_id`` for a run config (cached per process)."""
-    keys = (
-        "dataset",
-        "data-dir",
-        "n-samples",
-        "partition",
-        "partition-seed",
-        "test-fraction",
-        *_PARTITION_OPTIONS,
-    )
-    frozen = tuple((key, run_config.get(key)) for key in keys)
-    return _client_partition(frozen, int(partition_id), int(num_partitions))
+    """The rows of client ``partition_id`` for a run config.
+
+    The data set is loaded and partitioned once per process and run config;
+    every later call for any client of the same run is a lookup.
+
+    Parameters
+    ----------
+    run_config : dict
+        Kebab-case run config: ``dataset``, ``data-dir``, ``n-samples``,
+        ``partition`` and its options, ``partition-seed``, ``test-fraction``,
+        and the centralised preprocessing ``pooled-standardize`` and
+        ``pooled-pca-components`` (0 means off).
+    partition_id : int
+        Index of the client, in ``[0, num_partitions)``.
+    num_partitions : int
+        Number of clients.
+
+    Returns
+    -------
+    data : ClientData
+    """
+    if not 0 <= int(partition_id) < int(num_partitions):
+        raise ValueError(
+            f"partition-id must be in [0, {num_partitions}), but got {partition_id}."
+        )
+    frozen = tuple((key, run_config.get(key)) for key in _DATA_KEYS)
+    return _all_partitions(frozen, int(num_partitions))[int(partition_id)]
 
 
-@lru_cache(maxsize=8)
-def _client_partition(frozen, partition_id, num_partitions) -> ClientData:
+_DATA_KEYS = (
+    "dataset",
+    "data-dir",
+    "n-samples",
+    "partition",
+    "partition-seed",
+    "test-fraction",
+    "pooled-standardize",
+    "pooled-pca-components",
+    *_PARTITION_OPTIONS,
+)
+
+
+@lru_cache(maxsize=4)
+def _all_partitions(frozen: tuple, num_partitions: int) -> tuple[ClientData, ...]:
     config = dict(frozen)
     seed = int(config.get("partition-seed") or 0)
     n_samples = int(config.get("n-samples") or 0) or None
@@ -80,24 +108,32 @@ def _client_partition(frozen, partition_id, num_partitions) -> ClientData:
         n_samples=n_samples,
         random_state=seed,
     )
-    if not 0 <= partition_id < num_partitions:
-        raise ValueError(
-            f"partition-id must be in [0, {num_partitions}), but got {partition_id}."
+    X, y = dataset.X, dataset.y
+
+    # Centralised preprocessing sees every row: a reference, not federated.
+    pooled_pca = int(config.get("pooled-pca-components") or 0)
+    if config.get("pooled-standardize") or pooled_pca:
+        X = preprocess(
+            X,
+            standardize=bool(config.get("pooled-standardize")),
+            pca=pooled_pca or None,
+            random_state=seed,
         )
+
     scheme = str(config.get("partition") or "iid")
     options = {
         name: config[key]
         for key, (name, schemes) in _PARTITION_OPTIONS.items()
         if scheme in schemes and config.get(key) is not None
     }
-    X, y = dataset.X, dataset.y
     if scheme == "feature_skew":
         parts, distortions = feature_skew(X, num_partitions, seed, **options)
-        rows = parts[partition_id]
-        X_client = distortions[partition_id].apply(X[rows])
+        blocks = [d.apply(X[rows]) for rows, d in zip(parts, distortions, strict=True)]
     else:
         parts = partition(y, scheme, num_partitions, seed, **options)
-        rows = parts[partition_id]
-        X_client = X[rows]
+        blocks = [X[rows] for rows in parts]
     test_fraction = float(config.get("test-fraction") or 0.0)
-    return split_client_data(X_client, y[rows], test_fraction, seed, partition_id)
+    return tuple(
+        split_client_data(block, y[rows], test_fraction, seed, client)
+        for client, (rows, block) in enumerate(zip(parts, blocks, strict=True))
+    )
