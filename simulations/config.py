@@ -125,13 +125,17 @@ class SimulationConfig:
 
     ``dropout`` and ``late`` are the shares of (client, round) pairs in which a
     client fails (an error reply) or answers after the round's deadline (its
-    reply is discarded); see :mod:`simulations.faults`.
+    reply is discarded); see :mod:`simulations.faults`. ``checkpoint_dir``
+    (empty: none) keeps the tree after every round, and a run given a folder
+    that holds a checkpoint resumes from it.
     """
 
     engine: Engine = Engine.ray
     num_clients: int = 10
     num_rounds: int = 1000
     round_timeout: float = 300.0
+    node_wait_timeout: float = 120.0
+    checkpoint_dir: str = ""
     seed: int = 0
     client_resources: ClientResources = field(default_factory=ClientResources)
     dropout: float = 0.0
@@ -202,9 +206,7 @@ def to_run_config(cfg: DictConfig | Config, results_dir: str = "") -> dict:
     federated = data.preprocess == Preprocess.federated
     return {
         "dataset": str(data.name),
-        "data-dir": str(Path(data.data_dir).expanduser().resolve())
-        if data.data_dir
-        else "",
+        "data-dir": _absolute(data.data_dir),
         "n-samples": int(data.n_samples),
         "test-fraction": float(data.test_fraction),
         "standardize": bool(data.standardize) and federated,
@@ -232,7 +234,14 @@ def to_run_config(cfg: DictConfig | Config, results_dir: str = "") -> dict:
         "min-nodes": int(sim.num_clients),
         "min-replies": float(tree.min_replies),
         "max-retries": int(tree.max_retries),
+        "node-wait-timeout": float(sim.node_wait_timeout),
+        "checkpoint-dir": _absolute(sim.checkpoint_dir),
         "num-rounds": int(sim.num_rounds),
         "round-timeout": float(sim.round_timeout),
         "results-dir": str(results_dir),
     }
+
+
+def _absolute(path: str) -> str:
+    """An absolute path (Ray's workers may start elsewhere); empty stays empty."""
+    return str(Path(path).expanduser().resolve()) if path else ""
