@@ -190,7 +190,35 @@ def _refine_node(X, w, node, tree, instructions, client_key, privacy, reply):
     return True
 
 
-def client_step(X, instructions: dict[str, np.ndarray], client_key: int = 0):
+class StaleTreeError(RuntimeError):
+    """The server sent no tree and the client holds none of that revision."""
+
+
+def _cached_tree(instructions, cache):
+    """The tree (and transform) of this round, from the message or the cache."""
+    revision = int(_scalar(instructions, "tree.revision", -1))
+    if "tree.parent" in instructions:
+        tree = Tree.from_arrays(instructions)
+        transform = {
+            k: v for k, v in instructions.items() if k.startswith("transform.")
+        }
+        if cache is not None:
+            cache.clear()
+            cache["revision"] = revision
+            cache["tree"] = tree
+            cache["transform"] = transform
+        return tree, transform
+    if cache is None or cache.get("revision") != revision:
+        raise StaleTreeError(
+            f"The server sent no tree and this client holds no tree of revision "
+            f"{revision}; the server sends it again with the next attempt."
+        )
+    return cache["tree"], cache["transform"]
+
+
+def client_step(
+    X, instructions: dict[str, np.ndarray], client_key: int = 0, cache=None
+):
     """Everything a client computes in one round, on its own data.
 
     Parameters
@@ -201,6 +229,9 @@ def client_step(X, instructions: dict[str, np.ndarray], client_key: int = 0):
         From :meth:`TreeGrower.instructions`.
     client_key : int, default=0
         The client's key, which seeds its share of sampled steps.
+    cache : dict, optional
+        Where the client keeps the tree between rounds; the server sends the
+        tree only when it changed since the client last answered.
 
     Returns
     -------
@@ -227,8 +258,8 @@ def client_step(X, instructions: dict[str, np.ndarray], client_key: int = 0):
             return moments.to_arrays("root")
         return local_moments(X, cov_type).to_arrays("root")
 
-    tree = Tree.from_arrays(instructions)
-    X = apply_transform(X, instructions)
+    tree, transform = _cached_tree(instructions, cache)
+    X = apply_transform(X, transform)
     routing = int(_scalar(instructions, "round.routing", HARD))
     weights = node_weights(X, tree, routing)
     nodes = np.asarray(instructions["task.nodes"], dtype=np.int64).reshape(-1)
@@ -241,6 +272,8 @@ def client_step(X, instructions: dict[str, np.ndarray], client_key: int = 0):
         ):
             answered.append(int(node))
     reply["reply.nodes"] = np.array(answered, dtype=np.int64)
+    if cache is not None:
+        reply["tree.cached_revision"] = np.array([cache["revision"]])
     reply.update(routed_loglik(X, weights, tree, privacy.min_count))
     return reply
 

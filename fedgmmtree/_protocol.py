@@ -293,6 +293,9 @@ class TreeGrower:
         self._counts: dict[int, dict[int, float]] = {}
         self._routed: dict[int, tuple[float, float]] = {}
         self.em_logliks: dict[int, list[list[float]]] = {}
+        self._revision = 0
+        self._revision_key = None
+        self._client_revision: dict[int, int] = {}
 
     # ------------------------------------------------------------------ state
 
@@ -357,8 +360,12 @@ class TreeGrower:
             return arrays
         nodes = self.active_nodes() if client is None else self.assigned_nodes(client)
         arrays["round.kind"] = np.array([REFINE_ROUND])
-        arrays.update(self.tree.to_arrays())
-        arrays.update(self.transform_arrays())
+        # the tree and the transform travel only when the client lacks them
+        revision = self._tree_revision()
+        arrays["tree.revision"] = np.array([revision])
+        if client is None or self._client_revision.get(client) != revision:
+            arrays.update(self.tree.to_arrays())
+            arrays.update(self.transform_arrays())
         arrays["task.nodes"] = np.array(nodes, dtype=np.int64)
         for node in nodes:
             arrays.update(self._node_task(node))
@@ -430,12 +437,30 @@ class TreeGrower:
             What happened this round (also appended to ``history``).
         """
         self.round += 1
+        # a client that says it keeps the tree gets only what changed; any other
+        # client (or one that did not answer) gets the whole tree next time
+        self._client_revision = {}
+        for client, arrays in replies.items():
+            try:
+                kept = int(np.asarray(arrays["tree.cached_revision"]).reshape(-1)[0])
+            except (KeyError, TypeError, ValueError, IndexError):
+                continue
+            self._client_revision[client] = kept
         if self.tree is None:
             record = self._update_root(replies)
         else:
             record = self._update_nodes(replies)
         self.history.append(record)
         return record
+
+    def _tree_revision(self) -> int:
+        """A number that changes whenever the routing structure changes."""
+        tree = self.tree
+        key = (tree.n_nodes, tree.state.tobytes(), tree.dims.tobytes())
+        if key != self._revision_key:
+            self._revision_key = key
+            self._revision += 1
+        return self._revision
 
     def _reject(self, client, node, reason):
         self.rejections.append(Rejection(self.round, int(client), int(node), reason))

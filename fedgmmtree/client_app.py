@@ -20,7 +20,7 @@ import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 
-from fedgmmtree import check_client_data, client_step
+from fedgmmtree import Tree, check_client_data, client_step
 from fedgmmtree.estimator import GMMTree
 from fedgmmtree.metrics import contingency_pairs
 
@@ -120,6 +120,28 @@ def load_client_data(context: Context):
     )
 
 
+TREE_STATE_KEY = "fedgmmtree-tree"
+_TREE_CACHES: dict[tuple[int, int], dict] = {}
+
+
+def _tree_cache(context: Context, revision: int) -> dict:
+    """The node's tree between rounds: in memory, else from the node's state.
+
+    Simulation workers and deployment processes come and go, so a worker may
+    lack the tree this node last received; Flower keeps the node's state.
+    """
+    cache = _TREE_CACHES.setdefault((context.run_id, context.node_id), {})
+    if cache.get("revision") != revision and TREE_STATE_KEY in context.state:
+        arrays = _from_record(context.state[TREE_STATE_KEY])
+        if int(arrays["tree.revision"][0]) == revision:
+            cache["revision"] = revision
+            cache["tree"] = Tree.from_arrays(arrays)
+            cache["transform"] = {
+                k: v for k, v in arrays.items() if k.startswith("transform.")
+            }
+    return cache
+
+
 def make_client_app(load=load_client_data) -> ClientApp:
     """A ClientApp whose data comes from ``load(context) -> (key, ClientData)``.
 
@@ -133,7 +155,17 @@ def make_client_app(load=load_client_data) -> ClientApp:
         """One step of the growth protocol on this client's training rows."""
         key, data = load(context)
         instructions = _from_record(msg.content["instructions"])
-        reply = client_step(data.X_train, instructions)
+        revision = int(instructions.get("tree.revision", [-1])[0])
+        cache = _tree_cache(context, revision)
+        reply = client_step(data.X_train, instructions, client_key=key, cache=cache)
+        if "tree.parent" in instructions:
+            # kept in the node's state too, for a client process that restarts
+            kept = {
+                k: v
+                for k, v in instructions.items()
+                if k.startswith(("tree.", "transform."))
+            }
+            context.state[TREE_STATE_KEY] = _to_record(kept)
         content = RecordDict(
             {
                 "stats": _to_record(reply),
@@ -164,7 +196,9 @@ def make_client_app(load=load_client_data) -> ClientApp:
         )
         return Message(content=content, reply_to=msg)
 
-    return client_app
+    from strategies import add_baseline_handlers  # the baselines share this app
+
+    return add_baseline_handlers(client_app, load)
 
 
 app = make_client_app()

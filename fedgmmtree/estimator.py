@@ -9,9 +9,9 @@ from scipy.special import logsumexp
 from sklearn.base import BaseEstimator, ClusterMixin, DensityMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from ._client import route_soft
 from ._gaussian import log_gaussian_prob, precisions_cholesky
 from ._merge import cut_linkage, merge_linkage
-from ._client import route_soft
 from ._protocol import GrowthParams, TreeGrower, apply_transform, client_step
 from ._tree import LEAF, Tree
 from .validation import check_client_data
@@ -201,8 +201,9 @@ class GMMTree(ClusterMixin, DensityMixin, BaseEstimator):
                 f"n_clusters must be None or an int >= 1, but got {self.n_clusters!r}."
             )
         grower = TreeGrower(self.growth_params())
+        cache = {}
         while not grower.done:
-            grower.update({0: client_step(X, grower.instructions(0))})
+            grower.update({0: client_step(X, grower.instructions(0), 0, cache)})
         self._set_fitted(grower)
         self.labels_ = self.predict(X)
         return self.labels_
@@ -293,7 +294,8 @@ class GMMTree(ClusterMixin, DensityMixin, BaseEstimator):
         -------
         labels : ndarray of shape (n_samples,)
         """
-        return self.leaf_cluster_[self.predict_leaf(X)]
+        leaf = self.predict_leaf(X)
+        return self.leaf_cluster_[leaf]
 
     def predict_leaf(self, X):
         """Index (into ``means_``) of the leaf each sample is routed to."""

@@ -14,6 +14,7 @@ from logging import ERROR
 import numpy as np
 from flwr.app import Context, Error, Message, RecordDict
 from flwr.serverapp import Grid, ServerApp
+from flwr.serverapp.strategy import Strategy
 
 from fedgmmtree import check_client_data
 from fedgmmtree.client_app import make_client_app
@@ -166,7 +167,7 @@ class Simulation:
 
 def simulate(
     partitions: Sequence[np.ndarray],
-    strategy: FedGMMTree | None = None,
+    strategy: Strategy | None = None,
     *,
     labels: Sequence[np.ndarray] | None = None,
     test_fraction: float = 0.0,
@@ -183,8 +184,9 @@ def simulate(
     ----------
     partitions : sequence of ndarray of shape (n_rows_client, n_features)
         One array per client.
-    strategy : FedGMMTree, optional
-        A fresh strategy (default settings if None).
+    strategy : Strategy, optional
+        A fresh strategy: ``FedGMMTree`` (default settings if None) or one of
+        the baselines.
     labels : sequence of ndarray, optional
         Each client's labels, for ARI and NMI (never sent: clients send counts of
         (cluster, label) pairs).
@@ -242,7 +244,9 @@ def simulate(
     result = holder["result"]
     evaluation = next(iter(result.evaluate_metrics_clientapp.values()), {})
     history = {
-        "rounds": [dict(r) for r in strategy.grower.history],
+        "rounds": [dict(r) for r in strategy.grower.history]
+        if hasattr(strategy, "grower")
+        else list(strategy.history),
         "evaluation": {k: float(v) for k, v in evaluation.items()},
         "bytes_down": strategy.bytes_down,
         "bytes_up": strategy.bytes_up,
