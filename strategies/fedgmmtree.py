@@ -385,7 +385,15 @@ class FedGMMTree(Strategy):
             ]
             offline = self._offline_clients(online, state)
             if attempt == 0:
-                state.n_work = len(messages) + len(offline)
+                # after the root round only clients known to hold data count: a
+                # node that never answered is still asked, but is not waited for
+                counted = [
+                    m
+                    for m in messages
+                    if self.grower.tree is None
+                    or m.metadata.dst_node_id in self.client_of_node
+                ]
+                state.n_work = len(counted) + len(offline)
                 state.needed = self.min_replies * state.n_work - 1e-9
             for client in offline:
                 state.leave_out(
@@ -572,7 +580,7 @@ class FedGMMTree(Strategy):
             trial = copy.deepcopy(self.grower)
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                record = trial.update(dict(state.accepted))
+                record = trial.update(dict(sorted(state.accepted.items())))
             new = trial.rejections[base:]
             bad = sorted({r.client for r in new})
             if not bad:

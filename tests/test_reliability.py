@@ -659,3 +659,109 @@ def test_client_app_rejects_bad_data_and_the_server_names_client_and_column(part
     assert strategy.grower.round == 0
     with pytest.raises(RuntimeError, match="not complete"):
         strategy.model()
+
+
+# ----------------------------------------------------------------------- privacy
+
+
+@pytest.fixture
+def seeded_noise(monkeypatch):
+    """Clients draw their noise from an unseeded generator; seed it for tests."""
+    real = np.random.default_rng
+    counter = iter(range(10**6))
+
+    def seeded(seed=None):
+        return real([2024, next(counter)] if seed is None else seed)
+
+    monkeypatch.setattr(np.random, "default_rng", seeded)
+
+
+def test_fedgmmtree_privacy_knobs_are_off_by_default():
+    params = FedGMMTree().params
+
+    assert (params.min_count, params.noise_multiplier, params.clip_norm) == (
+        0,
+        0.0,
+        None,
+    )
+    with pytest.raises(ValueError, match=r"clip_norm must be a float > 0 \(and it is"):
+        FedGMMTree(noise_multiplier=1.0)
+
+
+def test_fedgmmtree_min_count_breaks_equality_with_the_centralised_fit(parts):
+    from fedgmmtree import GMMTree
+
+    # a client with few rows in a node keeps them to itself
+    small = [*parts[:2], parts[2][:8]]
+    fed = _run(small, min_count=10).model()
+    central = GMMTree(**SETTINGS).fit(np.vstack(small))
+
+    assert fed.tree_.n_samples[0] == len(parts[0]) * 2
+    assert central.tree_.n_samples[0] == len(parts[0]) * 2 + 8
+    assert not np.allclose(fed.tree_.means[0], central.tree_.means[0])
+
+
+def test_fedgmmtree_small_noise_gives_a_finite_model_unlike_the_exact_one(
+    parts, seeded_noise
+):
+    noisy = _run(parts, noise_multiplier=1e-6, clip_norm=100.0)
+    exact = _run(parts)
+
+    model = noisy.model()
+    assert np.all(np.isfinite(model.means_)) and np.all(np.isfinite(model.covariances_))
+    assert model.weights_.sum() == pytest.approx(1.0)
+    assert not np.array_equal(noisy.grower.tree.means[0], exact.grower.tree.means[0])
+
+
+def test_check_reply_accepts_noisy_statistics_when_told_they_are_noisy(
+    parts, seeded_noise
+):
+    grower = TreeGrower(GrowthParams(**SETTINGS, noise_multiplier=5.0, clip_norm=1.0))
+    grower.update({0: client_step(parts[0], grower.instructions(0))})
+    noisy = client_step(parts[0], grower.instructions(0))
+
+    assert check_reply(noisy, grower.active_nodes(), exact=False) == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug in the noisy M-step: with noise_multiplier=0.5 the server makes a "
+    "candidate covariance that is not positive definite and every client fails "
+    "in its Cholesky (LinAlgError); with 5.0 the root's own covariance fails on "
+    "the server",
+)
+@pytest.mark.parametrize("noise_multiplier", [0.5, 5.0])
+def test_fedgmmtree_noise_gives_a_finite_model(noise_multiplier, seeded_noise):
+    rng = np.random.default_rng(0)
+    X = np.vstack([rng.normal(c, 1, (300, 2)) for c in [(-4, 0), (4, 0)]])
+    noisy_parts = np.array_split(X[rng.permutation(600)], 3)
+
+    strategy = _run(noisy_parts, noise_multiplier=noise_multiplier, clip_norm=10.0)
+
+    model = strategy.model()
+    assert np.all(np.isfinite(model.means_)) and np.all(np.isfinite(model.covariances_))
+    assert model.weights_.sum() == pytest.approx(1.0)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="privacy gap in client_step: with noise on, node.<v>.count, routed.n "
+    "and the log-likelihood sums are sent exactly, so they are not protected",
+)
+def test_client_step_noise_covers_every_number_about_the_data(parts, seeded_noise):
+    settings = {**SETTINGS, "clip_norm": 10.0}
+    exact = TreeGrower(GrowthParams(**settings))
+    exact.update({0: client_step(parts[0], exact.instructions(0))})
+    instructions = exact.instructions(0)
+    plain = client_step(parts[0], instructions)
+    noisy_instructions = {**instructions, "privacy.noise_multiplier": np.array([1.0])}
+
+    noisy = client_step(parts[0], noisy_instructions)
+
+    same = [
+        key
+        for key in plain
+        if not key.endswith((".center", "reply.nodes", "tree.cached_revision"))
+        and np.array_equal(plain[key], noisy[key])
+    ]
+    assert same == []
