@@ -127,7 +127,32 @@ class FedGMMTree(Strategy):
         run given a folder that holds a checkpoint resumes from it; the settings
         must be the same.
     **growth
-        The settings of :class:`fedgmmtree.GrowthParams`.
+        The settings of :class:`fedgmmtree.GrowthParams`, including the privacy
+        knobs ``min_count``, ``noise_multiplier`` and ``clip_norm``.
+
+    Notes
+    -----
+    Privacy knobs are off by default. Either one breaks the exact equality of a
+    federated fit with ``GMMTree.fit`` on the pooled data.
+
+    ``min_count``: a client sends nothing about a node where it holds fewer rows
+    (at the root: nothing at all). Without it, a client that holds a single row
+    in a node reveals that row: it is ``center + first / nk`` of what the client
+    sends. It hides small groups of rows, not the rows of a client in the nodes
+    where it holds many.
+
+    ``noise_multiplier`` (needs ``clip_norm``): each row's offset from the
+    node's mean (the row itself at the root, so standardise the data or pick
+    ``clip_norm`` above the rows' norms) is clipped to ``clip_norm``, and
+    Gaussian noise is added to the moment sums before they leave the client,
+    with a standard deviation of ``noise_multiplier`` times what one row can
+    change each sum by (1 for counts, ``clip_norm`` for first moments,
+    ``clip_norm ** 2`` for second moments). It blurs any one row's part in those
+    sums. It does not cover the per-node row counts, the log-likelihood sums
+    and the routed totals, which are sent exactly; the privacy loss adds up
+    over rounds, candidates and nodes, and no accounting of it is done; and it
+    says nothing against clients that send false statistics. The noise is
+    drawn unseeded on the client, so noisy runs do not repeat.
     """
 
     def __init__(
@@ -177,6 +202,7 @@ class FedGMMTree(Strategy):
         self.round_records: list[dict] = []
         self._asked: dict[int, list[int] | None] = {}
         self._resumed = False
+        self._contributed: set[int] = set()
 
     # ------------------------------------------------------------- Strategy API
 
@@ -209,6 +235,7 @@ class FedGMMTree(Strategy):
         for reply in replies:
             self._screen(state, reply)
         record = self._fold(state)
+        self._contributed.update(state.accepted)
         record["clients"] = len(state.accepted)
         return to_array_record(self.grower.tree.to_arrays()), MetricRecord(
             {k: float(v) for k, v in record.items()}
@@ -371,51 +398,7 @@ class FedGMMTree(Strategy):
         """Send one step, check the replies, send it again to the missing ones."""
         state = _Round(server_round, self.grower.round + 1)
         for attempt in range(self.max_retries + 1):
-            state.attempts = attempt + 1
-            online = set(grid.get_node_ids())
-            # a retry goes to the nodes that have not given a valid reply yet
-            # a node that failed may have lost the tree it kept between rounds
-            # (a restarted process, a resumed run): a retry carries it again
-            full_tree = attempt > 0 or self._resumed
-            messages = [
-                msg
-                for msg in self._train_messages(server_round, grid, attempt, full_tree)
-                if self.client_of_node.get(msg.metadata.dst_node_id)
-                not in state.accepted
-            ]
-            offline = self._offline_clients(online, state)
-            if attempt == 0:
-                # after the root round only clients known to hold data count: a
-                # node that never answered is still asked, but is not waited for
-                counted = [
-                    m
-                    for m in messages
-                    if self.grower.tree is None
-                    or m.metadata.dst_node_id in self.client_of_node
-                ]
-                state.n_work = len(counted) + len(offline)
-                state.needed = self.min_replies * state.n_work - 1e-9
-            for client in offline:
-                state.leave_out(
-                    f"client {client}",
-                    client,
-                    -1,
-                    "holds data in an active node but its node is no longer connected",
-                )
-            if offline:
-                log(
-                    WARNING,
-                    "Round %d: clients %s hold data but their nodes are no longer "
-                    "connected; counted as missing",
-                    server_round,
-                    offline,
-                )
-            replies = list(grid.send_and_receive(messages, timeout=timeout))
-            state.down += sum(_payload_bytes(m) for m in messages)
-            state.up += sum(_payload_bytes(r) for r in replies)
-            self._note_missing(state, messages, replies, timeout)
-            for reply in replies:
-                self._screen(state, reply)
+            self._attempt(grid, state, attempt, timeout)
             if len(state.accepted) >= state.needed:
                 record = self._fold(state)
                 if record is not None:
@@ -433,6 +416,58 @@ class FedGMMTree(Strategy):
                     self.max_retries,
                 )
         raise FederationError(self._failure_message(state))
+
+    def _attempt(self, grid: Grid, state: _Round, attempt: int, timeout: float):
+        """Send the step to every node without a valid reply yet; screen replies."""
+        state.attempts = attempt + 1
+
+        # a node that failed may have lost the tree it keeps between rounds (a
+        # restarted process, a resumed run), so a retry carries the tree again
+        full_tree = attempt > 0 or self._resumed
+        messages = [
+            msg
+            for msg in self._train_messages(
+                state.server_round, grid, attempt, full_tree
+            )
+            if self.client_of_node.get(msg.metadata.dst_node_id) not in state.accepted
+        ]
+        offline = self._offline_clients(set(grid.get_node_ids()), state)
+
+        # who counts toward min_replies: every node in the root round; later,
+        # the clients whose data is in the tree (a node that never gave valid
+        # statistics is still asked, but not waited for)
+        if attempt == 0:
+            counted = [
+                m
+                for m in messages
+                if self.grower.tree is None
+                or self.client_of_node.get(m.metadata.dst_node_id) in self._contributed
+            ]
+            state.n_work = len(counted) + len(offline)
+            state.needed = self.min_replies * state.n_work - 1e-9
+
+        if offline:
+            log(
+                WARNING,
+                "Round %d: clients %s hold data but their nodes are no longer "
+                "connected; counted as missing",
+                state.server_round,
+                offline,
+            )
+        for client in offline:
+            state.leave_out(
+                f"client {client}",
+                client,
+                -1,
+                "holds data in an active node but its node is no longer connected",
+            )
+
+        replies = list(grid.send_and_receive(messages, timeout=timeout))
+        state.down += sum(_payload_bytes(m) for m in messages)
+        state.up += sum(_payload_bytes(r) for r in replies)
+        self._note_missing(state, messages, replies, timeout)
+        for reply in replies:
+            self._screen(state, reply)
 
     def _train_messages(
         self, server_round: int, grid: Grid, attempt: int, full_tree: bool = False
@@ -473,10 +508,9 @@ class FedGMMTree(Strategy):
     def _offline_clients(self, online: set, state: _Round) -> list[int]:
         """Known clients with work whose node is not connected any more."""
         present = {self.client_of_node[n] for n in online if n in self.client_of_node}
-        known = set(self.client_of_node.values())
         return sorted(
             client
-            for client in known - present - set(state.accepted)
+            for client in self._contributed - present - set(state.accepted)
             if self.grower.wants(client)
         )
 
@@ -606,6 +640,7 @@ class FedGMMTree(Strategy):
     def _finish_round(self, state: _Round, record: dict):
         """Count the bytes, log the round and build its metrics."""
         self._resumed = False
+        self._contributed.update(state.accepted)
         self.bytes_down += state.down
         self.bytes_up += state.up
         record["clients"] = len(state.accepted)
@@ -669,6 +704,7 @@ class FedGMMTree(Strategy):
             "bytes_up": self.bytes_up,
             "round_records": self.round_records,
             "client_of_node": sorted(self.client_of_node.items()),
+            "contributed": sorted(self._contributed),
         }
         arrays[STRATEGY_STATE_KEY] = np.array(json.dumps(state))
         save_checkpoint(self.checkpoint_path, arrays)
@@ -700,6 +736,7 @@ class FedGMMTree(Strategy):
         self.bytes_up = int(state["bytes_up"])
         self.round_records = [dict(r) for r in state["round_records"]]
         self.client_of_node = {int(n): int(c) for n, c in state["client_of_node"]}
+        self._contributed = {int(c) for c in state["contributed"]}
         self._resumed = True
         log(
             INFO,

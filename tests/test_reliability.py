@@ -765,3 +765,17 @@ def test_client_step_noise_covers_every_number_about_the_data(parts, seeded_nois
         and np.array_equal(plain[key], noisy[key])
     ]
     assert same == []
+
+
+def test_fedgmmtree_aggregate_train_checks_replies_like_start(parts):
+    app = _corrupting_app(parts, 2, _each(".nk", lambda v: -v - 1.0))
+    grid = _grid(parts, client_app=app)
+    strategy = FedGMMTree(**SETTINGS)
+
+    messages = strategy.configure_train(1, None, None, grid)
+    replies = grid.send_and_receive(messages, timeout=5.0)
+    _, metrics = strategy.aggregate_train(1, replies)
+
+    assert metrics["clients"] == 2.0
+    assert strategy.grower.tree.n_samples[0] == 2 * len(parts[0])
+    assert [r.client for r in strategy.grower.rejections] == [2]
