@@ -89,6 +89,11 @@ def _clip_rows(diff, clip_norm):
     return diff * factor[:, np.newaxis]
 
 
+# with noise on, each row's log-likelihood is clipped to this many nats either
+# way, which bounds a log-likelihood sum's sensitivity
+LOGLIK_CLIP = 100.0
+
+
 def _noisy(moments: Moments, sigma, clip_norm, rng) -> Moments:
     """Gaussian noise scaled to each statistic's sensitivity under clipping."""
     second_noise = rng.normal(0.0, sigma * clip_norm**2, moments.second.shape)
@@ -98,7 +103,7 @@ def _noisy(moments: Moments, sigma, clip_norm, rng) -> Moments:
         moments.nk + rng.normal(0.0, sigma, moments.nk.shape),
         moments.first + rng.normal(0.0, sigma * clip_norm, moments.first.shape),
         moments.second + second_noise,
-        moments.loglik,
+        moments.loglik + rng.normal(0.0, sigma * LOGLIK_CLIP),
         moments.center,
     )
 
@@ -130,6 +135,16 @@ class _Privacy:
             return _noisy(moments, self.sigma, self.clip_norm, self.rng)
         return moments
 
+    def clip_loglik(self, log_prob):
+        if self.sigma > 0:
+            return np.clip(log_prob, -LOGLIK_CLIP, LOGLIK_CLIP)
+        return log_prob
+
+    def count(self, value: float) -> float:
+        if self.sigma > 0:
+            return value + float(self.rng.normal(0.0, self.sigma))
+        return value
+
 
 def _moments(X, resp, center, covariance_type, loglik, privacy) -> Moments:
     diff = privacy.prepare(X - center)
@@ -151,7 +166,7 @@ def _refine_node(X, w, node, tree, instructions, client_key, privacy, reply):
     count = float(w[rows].sum())
     if count < privacy.min_count:
         return False
-    reply[f"node.{node}.count"] = np.array([count])
+    reply[f"node.{node}.count"] = np.array([max(privacy.count(count), 0.0)])
 
     if not final:
         keep = _sample_mask(
@@ -172,7 +187,7 @@ def _refine_node(X, w, node, tree, instructions, client_key, privacy, reply):
             cov_type,
         )
         resp = resp * w_node[:, np.newaxis]
-        loglik = float(w_node @ log_prob)
+        loglik = float(w_node @ privacy.clip_loglik(log_prob))
         if final:
             moments = _moments(X_node, resp, center, cov_type, loglik, privacy)
         else:
@@ -274,7 +289,15 @@ def client_step(
     reply["reply.nodes"] = np.array(answered, dtype=np.int64)
     if cache is not None:
         reply["tree.cached_revision"] = np.array([cache["revision"]])
-    reply.update(routed_loglik(X, weights, tree, privacy.min_count))
+    routed = routed_loglik(X, weights, tree, privacy.min_count)
+    if privacy.sigma > 0:
+        routed["routed.loglik"] = routed["routed.loglik"] + privacy.rng.normal(
+            0.0, privacy.sigma * LOGLIK_CLIP, 1
+        )
+        routed["routed.n"] = routed["routed.n"] + privacy.rng.normal(
+            0.0, privacy.sigma, 1
+        )
+    reply.update(routed)
     return reply
 
 

@@ -328,10 +328,12 @@ class TreeGrower:
             return active
         assigned = []
         for node in active:
-            known = counts.get(node)
-            if known is None:
-                known = counts.get(int(self.tree.parent[node]), 1.0)
-            if known > 0:
+            # the count at the node, or at its nearest ancestor the client was
+            # asked about: a client with no rows in a node has none below it
+            ancestor = node
+            while ancestor not in counts and ancestor > 0:
+                ancestor = int(self.tree.parent[ancestor])
+            if counts.get(ancestor, 1.0) > 0:
                 assigned.append(node)
         return assigned
 
@@ -506,6 +508,8 @@ class TreeGrower:
                 f"({len(replies)} replies, {len(self.rejections)} left out)."
             )
         total = sum_moments(parts)
+        if self.params.noise_multiplier > 0:
+            total = _repair(total)
         n = total.n_samples
         mean = total.center + total.first[0] / n
         total = total.shifted(mean)
@@ -999,18 +1003,30 @@ def _restrict(moments: Moments, dims) -> Moments:
 
 
 def _repair(moments: Moments) -> Moments:
-    """Noisy sums made usable: counts kept positive, second moments made PSD."""
-    nk = np.maximum(moments.nk, 1e-3)
-    second = moments.second
-    if second.ndim == 3:
-        eigvals, eigvecs = np.linalg.eigh(
-            0.5 * (second + np.transpose(second, (0, 2, 1)))
+    """Noisy sums made usable: positive counts and positive semi-definite scatter.
+
+    The scatter ``second / nk - shift shift^T`` of each component is projected
+    onto the positive semi-definite cone and the second moment rebuilt from it,
+    so the M-step can only give valid covariances.
+    """
+    nk = np.maximum(moments.nk, 1.0)
+    shift = moments.first / nk[:, np.newaxis]
+    if moments.second.ndim == 3:
+        scatter = moments.second / nk[:, np.newaxis, np.newaxis] - np.einsum(
+            "ki,kj->kij", shift, shift
         )
-        second = np.einsum(
+        eigvals, eigvecs = np.linalg.eigh(
+            0.5 * (scatter + np.transpose(scatter, (0, 2, 1)))
+        )
+        scatter = np.einsum(
             "kij,kj,klj->kil", eigvecs, np.maximum(eigvals, 0.0), eigvecs
         )
+        second = nk[:, np.newaxis, np.newaxis] * (
+            scatter + np.einsum("ki,kj->kij", shift, shift)
+        )
     else:
-        second = np.maximum(second, 0.0)
+        scatter = np.maximum(moments.second / nk[:, np.newaxis] - shift**2, 0.0)
+        second = nk[:, np.newaxis] * (scatter + shift**2)
     return Moments(nk, moments.first, second, moments.loglik, moments.center)
 
 

@@ -349,12 +349,6 @@ def test_c07_messages_never_share_a_mutable_record(c07_run):
         assert all(c["config"]["server-round"] != -1 for c in contents[1:])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug in TreeGrower.assigned_nodes: a client with 0 points in node 1 is "
-    "not sent node 5 (child of 1) but is sent node 7 (child of 5), since only the "
-    "parent's count is looked up",
-)
 def test_c07_only_the_client_holding_a_node_is_sent_it(c07_run):
     strategy, rounds = c07_run
     tree = strategy.grower.tree

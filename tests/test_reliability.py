@@ -723,13 +723,6 @@ def test_check_reply_accepts_noisy_statistics_when_told_they_are_noisy(
     assert check_reply(noisy, grower.active_nodes(), exact=False) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug in the noisy M-step: with noise_multiplier=0.5 the server makes a "
-    "candidate covariance that is not positive definite and every client fails "
-    "in its Cholesky (LinAlgError); with 5.0 the root's own covariance fails on "
-    "the server",
-)
 @pytest.mark.parametrize("noise_multiplier", [0.5, 5.0])
 def test_fedgmmtree_noise_gives_a_finite_model(noise_multiplier, seeded_noise):
     rng = np.random.default_rng(0)
@@ -743,11 +736,6 @@ def test_fedgmmtree_noise_gives_a_finite_model(noise_multiplier, seeded_noise):
     assert model.weights_.sum() == pytest.approx(1.0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="privacy gap in client_step: with noise on, node.<v>.count, routed.n "
-    "and the log-likelihood sums are sent exactly, so they are not protected",
-)
 def test_client_step_noise_covers_every_number_about_the_data(parts, seeded_noise):
     settings = {**SETTINGS, "clip_norm": 10.0}
     exact = TreeGrower(GrowthParams(**settings))
