@@ -20,7 +20,6 @@ from sklearn.mixture import GaussianMixture
 
 from fedgmmtree import GMMTree
 from fedgmmtree.client_app import make_client_app
-from strategies import add_baseline_handlers
 
 from .engine import ArrayClients, InProcessGrid, run_on_ray
 
@@ -143,8 +142,11 @@ class FederatedRun:
 
 
 def baseline_client_app(loader: Callable):
-    """The project's ClientApp for ``loader``, with the baselines' handlers."""
-    return add_baseline_handlers(make_client_app(loader), loader)
+    """The project's ClientApp for ``loader``, with the baselines' handlers.
+
+    :func:`fedgmmtree.client_app.make_client_app` registers them already.
+    """
+    return make_client_app(loader)
 
 
 def run_federated(

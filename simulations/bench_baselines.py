@@ -52,6 +52,87 @@ def federated_methods(n_clusters: int, covariance_type: str, seed: int) -> dict:
     }
 
 
+REFERENCES = {
+    "GaussianMixture (central)": "gaussian_mixture",
+    "BisectingKMeans (central)": "bisecting_kmeans",
+    "GMMTree (central)": "gmmtree",
+}
+
+
+def federated_row(run) -> dict:
+    """The metrics of one :class:`simulations.baselines.FederatedRun`."""
+    return {
+        "ari": run.evaluation.get("ari", float("nan")),
+        "nmi": run.evaluation.get("nmi", float("nan")),
+        "heldout_mean_loglik": run.evaluation["heldout_mean_loglik"],
+        "rounds": run.rounds,
+        "bytes_down": run.bytes_down,
+        "bytes_up": run.bytes_up,
+        "wall_time_s": run.wall_time_s,
+    }
+
+
+def reference_rows(
+    references: dict,
+    split: list,
+    n_clusters: int,
+    covariance_type: str,
+    seed: int,
+) -> list[dict]:
+    """Fit centralised references on the pooled training rows of the clients.
+
+    Parameters
+    ----------
+    references : dict of str to str
+        Row name to the ``name`` of :func:`simulations.baselines.fit_reference`.
+    split : list of ClientData
+        Every client's train/test split, as the federated runs see it.
+    n_clusters : int
+    covariance_type : str
+        For the Gaussian references.
+    seed : int
+
+    Returns
+    -------
+    rows : list of dict
+        One per reference: method, ARI and NMI over all rows, held-out mean
+        log-likelihood, zero rounds and bytes, wall time.
+    """
+    X_train = np.vstack([d.X_train for d in split])
+    X_test = np.vstack([d.X_test for d in split])
+    y_all = np.concatenate(
+        [np.concatenate([d.y_train for d in split]), *[d.y_test for d in split]]
+    )
+    rows = []
+    for name, reference in references.items():
+        options = {}
+        if reference != "bisecting_kmeans":
+            options["covariance_type"] = covariance_type
+        started = time.time()
+        fit = fit_reference(
+            reference,
+            X_train,
+            n_clusters,
+            X_test=X_test,
+            random_state=seed,
+            **options,
+        )
+        predicted = np.concatenate([fit.labels, fit.test_labels])
+        rows.append(
+            {
+                "method": name,
+                "ari": float(adjusted_rand_score(y_all, predicted)),
+                "nmi": float(normalized_mutual_info_score(y_all, predicted)),
+                "heldout_mean_loglik": fit.heldout_mean_loglik,
+                "rounds": 0,
+                "bytes_down": 0,
+                "bytes_up": 0,
+                "wall_time_s": time.time() - started,
+            }
+        )
+    return rows
+
+
 def run(args: argparse.Namespace) -> list[dict]:
     """Run every method once; one row of results per method."""
     dataset = load_dataset(args.dataset, random_state=args.seed)
@@ -71,57 +152,14 @@ def run(args: argparse.Namespace) -> list[dict]:
             test_fraction=args.test_fraction,
             seed=args.seed,
         )
-        results.append(
-            {
-                "method": name,
-                "ari": run.evaluation.get("ari", float("nan")),
-                "nmi": run.evaluation.get("nmi", float("nan")),
-                "heldout_mean_loglik": run.evaluation["heldout_mean_loglik"],
-                "rounds": run.rounds,
-                "bytes_down": run.bytes_down,
-                "bytes_up": run.bytes_up,
-                "wall_time_s": run.wall_time_s,
-            }
-        )
+        results.append({"method": name, **federated_row(run)})
     split = [
         split_client_data(p, lab, args.test_fraction, args.seed, client)
         for client, (p, lab) in enumerate(zip(parts, labels, strict=True))
     ]
-    X_train = np.vstack([d.X_train for d in split])
-    X_test = np.vstack([d.X_test for d in split])
-    y_all = np.concatenate(
-        [np.concatenate([d.y_train for d in split]), *[d.y_test for d in split]]
+    results.extend(
+        reference_rows(REFERENCES, split, n_clusters, args.covariance_type, args.seed)
     )
-    references = {
-        "GaussianMixture (central)": ("gaussian_mixture", {}),
-        "BisectingKMeans (central)": ("bisecting_kmeans", {}),
-        "GMMTree (central)": ("gmmtree", {}),
-    }
-    for name, (reference, options) in references.items():
-        if reference != "bisecting_kmeans":
-            options = {**options, "covariance_type": args.covariance_type}
-        started = time.time()
-        fit = fit_reference(
-            reference,
-            X_train,
-            n_clusters,
-            X_test=X_test,
-            random_state=args.seed,
-            **options,
-        )
-        predicted = np.concatenate([fit.labels, fit.test_labels])
-        results.append(
-            {
-                "method": name,
-                "ari": float(adjusted_rand_score(y_all, predicted)),
-                "nmi": float(normalized_mutual_info_score(y_all, predicted)),
-                "heldout_mean_loglik": fit.heldout_mean_loglik,
-                "rounds": 0,
-                "bytes_down": 0,
-                "bytes_up": 0,
-                "wall_time_s": time.time() - started,
-            }
-        )
     return results
 
 
