@@ -34,7 +34,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from logging import INFO, WARNING
+from logging import WARNING
 from pathlib import Path
 
 import hydra
@@ -42,8 +42,10 @@ import numpy as np
 from flwr.supercore import log
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
+from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 from threadpoolctl import threadpool_limits
 
+from fedgmmtree import GMMTree
 from strategies import FedGMMTree
 
 from .baselines import run_federated
@@ -51,6 +53,8 @@ from .bench_baselines import federated_methods, federated_row, reference_rows
 from .clients import split_client_data
 from .datasets import list_gagolewski, load_dataset, preprocess
 from .partitions import partition
+
+_logger = logging.getLogger(__name__)
 
 # method key -> (row name, kind); kind "federated", "tree" or a reference name
 METHODS = {
@@ -60,7 +64,7 @@ METHODS = {
     "kfed_induced": ("k-FED (induced)", "federated"),
     "fedgengmm": ("FedGenGMM", "federated"),
     "fedgmmtree": ("FedGMMTree (n_clusters)", "tree"),
-    "fedgmmtree_free": ("FedGMMTree (leaves by BIC)", "tree"),
+    "fedgmmtree_free": ("FedGMMTree (all leaves)", "tree"),
     "gmm_central": ("GaussianMixture (central)", "gaussian_mixture"),
     "bkmeans_central": ("BisectingKMeans (central)", "bisecting_kmeans"),
     "gmmtree_central": ("GMMTree (central)", "gmmtree"),
@@ -129,7 +133,8 @@ def run_benchmark(cfg: DictConfig, output_dir: str | Path) -> list[dict]:
     """
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    logging.getLogger("flwr").setLevel(logging.ERROR)
+    # the strategies log every round at INFO; a grid of fits keeps their warnings
+    logging.getLogger("flwr").setLevel(logging.WARNING)
     logging.captureWarnings(True)
     unknown = sorted(set(cfg.methods) - set(METHODS))
     if unknown:
@@ -308,15 +313,23 @@ def run_cell(
         return []
     if cell.note and seed == cfg.seeds[0] and engine == "inprocess":
         notes.append(f"{spec} / {scheme}: {cell.note}")
-    log(INFO, "Cell %s / %s / seed %d, %d clients", spec, scheme, seed, cell.clients)
-    rows = []
-    for key in methods if methods is not None else cfg.methods:
+    _logger.info("Cell %s / %s / seed %d, %d clients", spec, scheme, seed, cell.clients)
+    split = [
+        split_client_data(p, lab, cfg.test_fraction, seed, client)
+        for client, (p, lab) in enumerate(zip(cell.parts, cell.labels, strict=True))
+    ]
+    keys = list(methods if methods is not None else cfg.methods)
+    rows, tree_run = [], None
+    for key in keys:
         name, kind = METHODS[key]
         row = {**base, "method": name, "clients": cell.clients}
         try:
-            if kind in ("federated", "tree"):
+            if key == "fedgmmtree_free" and tree_run is not None:
+                rows.append({**_free_tree_row(tree_run, split), **row})
+            elif kind in ("federated", "tree"):
+                strategy = make_strategy(key, cell.n_clusters, cfg, seed)
                 fit = run_federated(
-                    make_strategy(key, cell.n_clusters, cfg, seed),
+                    strategy,
                     cell.parts,
                     labels=cell.labels,
                     test_fraction=cfg.test_fraction,
@@ -324,13 +337,9 @@ def run_cell(
                     seed=seed,
                 )
                 rows.append({**row, **federated_row(fit)})
+                if key == "fedgmmtree" and "fedgmmtree_free" in keys:
+                    tree_run = (strategy, rows[-1])
             else:
-                split = [
-                    split_client_data(p, lab, cfg.test_fraction, seed, client)
-                    for client, (p, lab) in enumerate(
-                        zip(cell.parts, cell.labels, strict=True)
-                    )
-                ]
                 (ref,) = reference_rows(
                     {name: kind}, split, cell.n_clusters, cfg.covariance_type, seed
                 )
@@ -342,6 +351,29 @@ def run_cell(
                 f"{type(error).__name__}: {str(error).splitlines()[0][:120]}"
             )
     return rows
+
+
+def _free_tree_row(tree_run: tuple, split: list) -> dict:
+    """The tree of a ``fedgmmtree`` run with all its leaves as clusters.
+
+    ``n_clusters`` only merges leaves after the growth, so both rows share one
+    federated growth (its rounds, bytes and wall time); the driver scores the
+    unmerged tree on the same rows the clients would score it on.
+    """
+    strategy, grown = tree_run
+    grown = {k: grown[k] for k in ("rounds", "bytes_down", "bytes_up", "wall_time_s")}
+    model = GMMTree.from_grower(strategy.grower, n_clusters=None)
+    X_all = np.vstack([d.X_train for d in split] + [d.X_test for d in split])
+    y_all = np.concatenate([d.y_train for d in split] + [d.y_test for d in split])
+    X_test = np.vstack([d.X_test for d in split])
+    predicted = model.predict(X_all)
+    loglik = float(np.mean(model.score_samples(X_test))) if len(X_test) else math.nan
+    return {
+        **grown,
+        "ari": float(adjusted_rand_score(y_all, predicted)),
+        "nmi": float(normalized_mutual_info_score(y_all, predicted)),
+        "heldout_mean_loglik": loglik,
+    }
 
 
 def _engine_check(cfg: DictConfig, notes: list[str]) -> list[dict]:
