@@ -182,8 +182,8 @@ def check_reply(arrays, asked_nodes=None, exact=True) -> list[tuple[int, str]]:
     asked_nodes : collection of int, optional
         The tree nodes the client was asked about (None for the root round).
     exact : bool, default=True
-        Whether the statistics carry no privacy noise (then their consistency is
-        checked too).
+        Whether the statistics carry no privacy noise (then their consistency and
+        the sign of ``routed.n`` are checked too).
 
     Returns
     -------
@@ -212,10 +212,10 @@ def check_reply(arrays, asked_nodes=None, exact=True) -> list[tuple[int, str]]:
             elif node not in asked_nodes:
                 problems.append((node, "statistics for a node it was not asked about"))
             seen.add(node)
-        if "routed.n" in arrays and np.any(np.asarray(arrays["routed.n"]) < 0):
-            problems.append((-1, "negative routed.n"))
     if not exact:
         return problems
+    if "routed.n" in arrays and np.any(np.asarray(arrays["routed.n"]) < 0):
+        problems.append((-1, "negative routed.n"))
     prefixes = sorted(
         {key.rsplit(".", 1)[0] for key in arrays if key.endswith(".first")}
     )

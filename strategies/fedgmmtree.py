@@ -136,21 +136,22 @@ class FedGMMTree(Strategy):
     federated fit with ``GMMTree.fit`` on the pooled data.
 
     ``min_count``: a client sends nothing about a node where it holds fewer rows
-    (at the root: nothing at all). Without it, a client that holds a single row
-    in a node reveals that row: it is ``center + first / nk`` of what the client
-    sends. It hides small groups of rows, not the rows of a client in the nodes
-    where it holds many.
+    (at the root it reports no rows at all). Without it, a client that holds a
+    single row in a node reveals that row: it is ``center + first / nk`` of
+    what the client sends. It hides small groups of rows, not the rows of a
+    client in the nodes where it holds many.
 
     ``noise_multiplier`` (needs ``clip_norm``): each row's offset from the
     node's mean (the row itself at the root, so standardise the data or pick
-    ``clip_norm`` above the rows' norms) is clipped to ``clip_norm``, and
-    Gaussian noise is added to the moment sums before they leave the client,
-    with a standard deviation of ``noise_multiplier`` times what one row can
-    change each sum by (1 for counts, ``clip_norm`` for first moments,
-    ``clip_norm ** 2`` for second moments). It blurs any one row's part in those
-    sums. It does not cover the per-node row counts, the log-likelihood sums
-    and the routed totals, which are sent exactly; the privacy loss adds up
-    over rounds, candidates and nodes, and no accounting of it is done; and it
+    ``clip_norm`` above the rows' norms) is clipped to ``clip_norm`` and each
+    row's log-likelihood to +-100 nats; then Gaussian noise is added to every
+    sum a client sends about its rows (counts, moments, log-likelihood sums,
+    routed totals), with a standard deviation of ``noise_multiplier`` times
+    what one row can change that sum by (1 for counts, ``clip_norm`` for first
+    moments, ``clip_norm ** 2`` for second moments, 100 for log-likelihoods).
+    It blurs any one row's part in those sums. It does not hide which nodes a
+    client answers for, nor that it takes part; the privacy loss adds up over
+    rounds, candidates and nodes, and no accounting of it is done; and it
     says nothing against clients that send false statistics. The noise is
     drawn unseeded on the client, so noisy runs do not repeat.
     """
