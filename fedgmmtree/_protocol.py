@@ -442,7 +442,8 @@ class TreeGrower:
         # a client that says it keeps the tree gets only what changed; any other
         # client (or one that did not answer) gets the whole tree next time
         self._client_revision = {}
-        for client, arrays in replies.items():
+        for client in sorted(replies):
+            arrays = replies[client]
             try:
                 kept = int(np.asarray(arrays["tree.cached_revision"]).reshape(-1)[0])
             except (KeyError, TypeError, ValueError, IndexError):
@@ -514,6 +515,9 @@ class TreeGrower:
         mean = total.center + total.first[0] / n
         total = total.shifted(mean)
         covariance = total.second[0] / n
+        if self.params.noise_multiplier > 0:
+            # the shift can leave a noisy, repaired scatter a hair below zero
+            covariance = _psd_part(covariance)
         self._warn_degenerate_columns(mean, covariance)
         mean, covariance = self._set_transform(mean, covariance)
         if params.covariance_type == "diag" and covariance.ndim == 2:
@@ -1000,6 +1004,14 @@ def _restrict(moments: Moments, dims) -> Moments:
     return Moments(
         moments.nk, moments.first[:, dims], second, moments.loglik, moments.center[dims]
     )
+
+
+def _psd_part(covariance: np.ndarray) -> np.ndarray:
+    """The nearest positive semi-definite matrix (or non-negative variances)."""
+    if covariance.ndim == 1:
+        return np.maximum(covariance, 0.0)
+    eigvals, eigvecs = np.linalg.eigh(0.5 * (covariance + covariance.T))
+    return (eigvecs * np.maximum(eigvals, 0.0)) @ eigvecs.T
 
 
 def _repair(moments: Moments) -> Moments:

@@ -220,6 +220,11 @@ def simulate(
     client_app = make_client_app(loader)
     holder: dict = {}
     started = time.time()
+    if getattr(strategy, "min_nodes", 0) > len(partitions):
+        raise ValueError(
+            f"The strategy waits for min_nodes={strategy.min_nodes} nodes, but the "
+            f"simulation has {len(partitions)} clients."
+        )
     if engine == "inprocess":
         n = len(partitions)
         grid = InProcessGrid(

@@ -780,13 +780,6 @@ def test_fedgmmtree_aggregate_train_checks_replies_like_start(parts):
     assert [r.client for r in strategy.grower.rejections] == [2]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug in the noisy root: _repair clips the scatter to 0, then shifting the "
-    "moments to the mean cancels to a tiny negative variance, so standardize takes "
-    "sqrt of it (NaN scale, diag) or the root's Cholesky gets NaN (ValueError, "
-    "full)",
-)
 @pytest.mark.parametrize("covariance_type", ["diag", "full"])
 def test_tree_grower_noisy_root_on_a_far_constant_column_stays_finite(
     covariance_type,
