@@ -26,7 +26,6 @@ sys.path.insert(0, str(ROOT))
 
 import download_data as dd  # noqa: E402
 
-SHARED_SUITE = ROOT.parent / "shared" / "data" / "clustering-data-v1"
 SETTINGS = {"corpus": "test", "model": "fake", "prefix": ""}
 REFETCH = "python download_data.py embed"
 
@@ -581,25 +580,6 @@ def test_main_gagolewski_rejects_a_folder_without_the_suite(tmp_path, capsys):
     assert status == 2
     assert "no <battery>/<NAME>.data.gz files under" in capsys.readouterr().err
     assert not data_dir.exists()
-
-
-@pytest.mark.skipif(not SHARED_SUITE.is_dir(), reason="no ../shared copy of the suite")
-def test_shared_copy_of_the_suite_installs_and_loads_in_the_simulations(tmp_path):
-    from simulations.datasets import load_dataset
-
-    status = dd.main(
-        ["gagolewski", "--from-local", str(SHARED_SUITE), "--battery", "uci"]
-        + ["--link", "--data-dir", str(tmp_path), "--quiet"]
-    )
-
-    wine = load_dataset("gagolewski/uci/wine", data_dir=tmp_path / dd.SUITE_DIR)
-    assert status == 0
-    assert wine.X.shape == (178, 13)
-    assert dd.verify(tmp_path) == []
-
-
-# --------------------------------------------------------------------------------------
-# Manifest
 
 
 def test_verify_catches_a_corrupted_and_a_missing_file(tmp_path):
