@@ -109,6 +109,9 @@ class StrategyConfig:
     random_state: int = II("simulation.seed")
     min_replies: float = 1.0
     max_retries: int = 2
+    min_count: int = 0
+    noise_multiplier: float = 0.0
+    clip_norm: float = 0.0
 
 
 @dataclass
@@ -231,6 +234,9 @@ def to_run_config(cfg: DictConfig | Config, results_dir: str = "") -> dict:
         "n-init": int(tree.n_init),
         "n-clusters": int(tree.n_clusters),
         "random-state": int(tree.random_state),
+        "min-count": int(tree.min_count),
+        "noise-multiplier": float(tree.noise_multiplier),
+        "clip-norm": float(tree.clip_norm),
         "min-nodes": int(sim.num_clients),
         "min-replies": float(tree.min_replies),
         "max-retries": int(tree.max_retries),
