@@ -13,18 +13,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from flwr.app import Context
-from flwr.serverapp import Grid, ServerApp
 from sklearn.cluster import BisectingKMeans
 from sklearn.mixture import GaussianMixture
 
 from fedgmmtree import GMMTree
 from fedgmmtree.client_app import make_client_app
 
-from .engine import ArrayClients, InProcessGrid, run_on_ray
+from .engine import ENGINES, ArrayClients, run_strategy
 
 REFERENCES = ("gaussian_mixture", "bisecting_kmeans", "gmmtree")
-ENGINES = ("inprocess", "ray")
 
 
 @dataclass
@@ -200,31 +197,17 @@ def run_federated(
         test_fraction,
         seed,
     )
-    client_app = client_app_factory(loader)
-    holder: dict = {}
     started = time.time()
-    if engine == "inprocess":
-        n = len(partitions)
-        grid = InProcessGrid(
-            client_app,
-            [{"partition-id": i, "num-partitions": n} for i in range(n)],
-            reply_seed=reply_seed,
-        )
-        holder["result"] = strategy.start(grid, num_rounds=num_rounds, timeout=timeout)
-    else:
-        strategy.min_nodes = max(strategy.min_nodes, len(partitions))
-        server_app = ServerApp()
-
-        @server_app.main()
-        def _main(grid: Grid, context: Context) -> None:
-            holder["result"] = strategy.start(
-                grid, num_rounds=num_rounds, timeout=timeout
-            )
-
-        run_on_ray(server_app, client_app, len(partitions), backend_config)
-    if "result" not in holder:
-        raise RuntimeError("The simulation ended without a result; see the log above.")
-    result = holder["result"]
+    result = run_strategy(
+        strategy,
+        client_app_factory(loader),
+        len(partitions),
+        engine=engine,
+        num_rounds=num_rounds,
+        timeout=timeout,
+        reply_seed=reply_seed,
+        backend_config=backend_config,
+    )
     evaluation = next(iter(result.evaluate_metrics_clientapp.values()), {})
     return FederatedRun(
         model=strategy.model(),

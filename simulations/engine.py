@@ -217,36 +217,22 @@ def simulate(
     loader = ArrayClients(
         list(partitions), labels and list(labels), test_fraction, seed
     )
-    client_app = make_client_app(loader)
-    holder: dict = {}
-    started = time.time()
     if getattr(strategy, "min_nodes", 0) > len(partitions):
         raise ValueError(
             f"The strategy waits for min_nodes={strategy.min_nodes} nodes, but the "
             f"simulation has {len(partitions)} clients."
         )
-    if engine == "inprocess":
-        n = len(partitions)
-        grid = InProcessGrid(
-            client_app,
-            [{"partition-id": i, "num-partitions": n} for i in range(n)],
-            reply_seed=reply_seed,
-        )
-        holder["result"] = strategy.start(grid, num_rounds=num_rounds, timeout=timeout)
-    else:
-        strategy.min_nodes = max(strategy.min_nodes, len(partitions))
-        server_app = ServerApp()
-
-        @server_app.main()
-        def _main(grid: Grid, context: Context) -> None:
-            holder["result"] = strategy.start(
-                grid, num_rounds=num_rounds, timeout=timeout
-            )
-
-        run_on_ray(server_app, client_app, len(partitions), backend_config)
-    if "result" not in holder:
-        raise RuntimeError("The simulation ended without a result; see the log above.")
-    result = holder["result"]
+    started = time.time()
+    result = run_strategy(
+        strategy,
+        make_client_app(loader),
+        len(partitions),
+        engine=engine,
+        num_rounds=num_rounds,
+        timeout=timeout,
+        reply_seed=reply_seed,
+        backend_config=backend_config,
+    )
     evaluation = next(iter(result.evaluate_metrics_clientapp.values()), {})
     history = {
         "rounds": [dict(r) for r in strategy.grower.history]
@@ -259,6 +245,47 @@ def simulate(
         "result": result,
     }
     return Simulation(strategy.model(), history)
+
+
+def run_strategy(
+    strategy,
+    client_app,
+    n_clients: int,
+    *,
+    engine: str = "inprocess",
+    num_rounds: int = 1000,
+    timeout: float = 600.0,
+    reply_seed: int | None = None,
+    backend_config: dict | None = None,
+):
+    """Run ``strategy.start`` over ``n_clients`` nodes of ``client_app``.
+
+    Node ``i`` gets ``partition-id`` ``i``. Returns Flower's ``Result``.
+    """
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, but got {engine!r}.")
+    if engine == "inprocess":
+        grid = InProcessGrid(
+            client_app,
+            [
+                {"partition-id": i, "num-partitions": n_clients}
+                for i in range(n_clients)
+            ],
+            reply_seed=reply_seed,
+        )
+        return strategy.start(grid, num_rounds=num_rounds, timeout=timeout)
+    strategy.min_nodes = max(strategy.min_nodes, n_clients)
+    holder: dict = {}
+    server_app = ServerApp()
+
+    @server_app.main()
+    def _main(grid: Grid, context: Context) -> None:
+        holder["result"] = strategy.start(grid, num_rounds=num_rounds, timeout=timeout)
+
+    run_on_ray(server_app, client_app, n_clients, backend_config)
+    if "result" not in holder:
+        raise RuntimeError("The simulation ended without a result; see the log above.")
+    return holder["result"]
 
 
 def run_on_ray(server_app, client_app, num_supernodes, backend_config=None):
