@@ -7,7 +7,7 @@ log-likelihood sums and histograms. No row ever leaves this module.
 
 import numpy as np
 
-from ._gaussian import e_step, log_gaussian_prob, precisions_cholesky
+from ._gaussian import e_step, log_gaussian_prob, precisions_cholesky, row_blocks
 from ._stats import Moments, local_moments, moments_from_resp, zero_moments
 from ._tree import Tree
 
@@ -43,6 +43,16 @@ def route_soft(X, tree: Tree) -> dict[int, np.ndarray]:
     -------
     weights : dict of int to ndarray of shape (n_samples,)
     """
+    weights: dict[int, np.ndarray] = {}
+    for block in row_blocks(X.shape[0], X.shape[1]):
+        for node, block_weights in _route_soft_block(X[block], tree).items():
+            weights.setdefault(node, np.zeros(X.shape[0]))[block] = block_weights
+    if not weights:
+        weights[0] = np.ones(X.shape[0])
+    return weights
+
+
+def _route_soft_block(X, tree: Tree) -> dict[int, np.ndarray]:
     weights = {0: np.ones(X.shape[0])}
     prec_chol = tree.precisions_chol()
     for parent in range(tree.n_nodes):
@@ -108,13 +118,6 @@ def _noisy(moments: Moments, sigma, clip_norm, rng) -> Moments:
     )
 
 
-def _mixture_resp(X, weights, means, covariances, covariance_type):
-    if X.shape[0] == 0:
-        return np.zeros((0, means.shape[0])), np.zeros(0)
-    prec_chol = precisions_cholesky(covariances, covariance_type)
-    return e_step(X, weights, means, prec_chol, covariance_type)
-
-
 class _Privacy:
     """The client's privacy settings from the instructions."""
 
@@ -146,17 +149,12 @@ class _Privacy:
         return value
 
 
-def _moments(X, resp, center, covariance_type, loglik, privacy) -> Moments:
-    diff = privacy.prepare(X - center)
-    moments = moments_from_resp(
-        diff, resp, np.zeros_like(center), covariance_type, loglik
-    )
-    moments = Moments(moments.nk, moments.first, moments.second, moments.loglik, center)
-    return privacy.release(moments)
-
-
 def _refine_node(X, w, node, tree, instructions, client_key, privacy, reply):
-    """Statistics of one active node for each candidate asked for."""
+    """Statistics of one active node for each candidate asked for.
+
+    The node's rows are read in blocks: one block's E-step for every candidate,
+    then its moments are added to the candidate's sums.
+    """
     params_seed = int(_scalar(instructions, "round.seed", 0))
     server_round = int(_scalar(instructions, "round.number", 0))
     rate = float(_scalar(instructions, f"task.{node}.rate", 1.0))
@@ -173,35 +171,56 @@ def _refine_node(X, w, node, tree, instructions, client_key, privacy, reply):
             rows.size, rate, [params_seed, server_round, node, client_key]
         )
         rows = rows[keep]
-    X_node, w_node = X[rows], w[rows]
-    X_sub = X_node[:, dims]
-    center = tree.means[node]
     cov_type = tree.covariance_type
-    for c in np.asarray(instructions[f"task.{node}.candidates"]).reshape(-1):
+    all_dims = bool(np.all(dims))
+    # moments are taken on all features in the final step, else on the subspace
+    center = tree.means[node] if final else tree.means[node][dims]
+    candidates = [
+        int(c) for c in np.asarray(instructions[f"task.{node}.candidates"]).ravel()
+    ]
+    mixtures, sums = {}, {}
+    for c in candidates:
         prefix = f"task.{node}.{c}"
-        resp, log_prob = _mixture_resp(
-            X_sub,
+        means = instructions[f"{prefix}.means"]
+        mixtures[c] = (
             instructions[f"{prefix}.weights"],
-            instructions[f"{prefix}.means"],
-            instructions[f"{prefix}.covariances"],
-            cov_type,
+            means,
+            precisions_cholesky(instructions[f"{prefix}.covariances"], cov_type),
         )
-        resp = resp * w_node[:, np.newaxis]
-        loglik = float(w_node @ privacy.clip_loglik(log_prob))
-        if final:
-            moments = _moments(X_node, resp, center, cov_type, loglik, privacy)
-        else:
-            moments = _moments(X_sub, resp, center[dims], cov_type, loglik, privacy)
-        reply.update(moments.to_arrays(f"node.{node}.{c}"))
-        if final and f"task.{node}.axis" in instructions:
-            projected = (X_node - center) @ instructions[f"task.{node}.axis"]
+        sums[c] = zero_moments(means.shape[0], center.shape[0], cov_type, center)
+    axis = instructions.get(f"task.{node}.axis") if final else None
+    histogram = np.zeros(HISTOGRAM_EDGES.size - 1)
+    origin = np.zeros_like(center)
+
+    for block in row_blocks(rows.size, X.shape[1]):
+        X_block, w_block = X[rows[block]], w[rows[block]]
+        X_em = X_block if all_dims else X_block[:, dims]
+        diff = privacy.prepare((X_block if final else X_em) - center)
+        for c in candidates:
+            resp, log_prob = e_step(X_em, *mixtures[c], cov_type)
+            resp *= w_block[:, np.newaxis]
+            loglik = float(w_block @ privacy.clip_loglik(log_prob))
+            part = moments_from_resp(diff, resp, origin, cov_type, loglik)
+            total = sums[c]
+            sums[c] = Moments(
+                total.nk + part.nk,
+                total.first + part.first,
+                total.second + part.second,
+                total.loglik + part.loglik,
+                center,
+            )
+        if axis is not None:
+            projected = (X_block - tree.means[node]) @ axis
             z = (projected - _scalar(instructions, f"task.{node}.axis_shift", 0.0)) / (
                 _scalar(instructions, f"task.{node}.axis_scale", 1.0)
             )
-            hist = np.zeros(HISTOGRAM_EDGES.size - 1)
             bins = np.searchsorted(HISTOGRAM_EDGES, z, side="right") - 1
-            np.add.at(hist, np.clip(bins, 0, hist.size - 1), w_node)
-            reply[f"node.{node}.histogram"] = hist
+            np.add.at(histogram, np.clip(bins, 0, histogram.size - 1), w_block)
+
+    for c in candidates:
+        reply.update(privacy.release(sums[c]).to_arrays(f"node.{node}.{c}"))
+    if axis is not None:
+        reply[f"node.{node}.histogram"] = histogram
     return True
 
 
@@ -267,10 +286,10 @@ def client_step(
             ).to_arrays("root")
         if privacy.sigma > 0 or privacy.clip_norm > 0:
             center = np.zeros(X.shape[1])
-            moments = _moments(
-                X, np.ones((X.shape[0], 1)), center, cov_type, 0.0, privacy
+            moments = moments_from_resp(
+                privacy.prepare(X), np.ones((X.shape[0], 1)), center, cov_type
             )
-            return moments.to_arrays("root")
+            return privacy.release(moments).to_arrays("root")
         return local_moments(X, cov_type).to_arrays("root")
 
     tree, transform = _cached_tree(instructions, cache)
@@ -313,9 +332,13 @@ def routed_loglik(X, weights, tree, min_count=0.0):
         rows = np.flatnonzero(w > 0)
         if rows.size == 0 or w[rows].sum() < max(min_count, 1e-300):
             continue
-        log_prob = log_gaussian_prob(
-            X[rows], tree.means[[node]], prec_chol[[node]], tree.covariance_type
-        )[:, 0]
-        total += float(w[rows] @ (log_prob + np.log(path[node])))
+        for block in row_blocks(rows.size, X.shape[1]):
+            log_prob = log_gaussian_prob(
+                X[rows[block]],
+                tree.means[[node]],
+                prec_chol[[node]],
+                tree.covariance_type,
+            )[:, 0]
+            total += float(w[rows[block]] @ (log_prob + np.log(path[node])))
         count += float(w[rows].sum())
     return {"routed.loglik": np.array([total]), "routed.n": np.array([count])}

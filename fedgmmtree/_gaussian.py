@@ -12,6 +12,18 @@ from scipy.special import logsumexp
 COVARIANCE_TYPES = ("full", "diag")
 
 
+# work on rows in blocks of about this many bytes of data, so that temporary
+# arrays stay small against the data however many rows there are
+BLOCK_BYTES = 2**22
+
+
+def row_blocks(n_rows: int, n_features: int):
+    """Slices that cover ``range(n_rows)`` in blocks of about ``BLOCK_BYTES``."""
+    size = max(256, BLOCK_BYTES // (8 * max(int(n_features), 1)))
+    for start in range(0, n_rows, size):
+        yield slice(start, min(start + size, n_rows))
+
+
 def check_covariance_type(covariance_type: str) -> str:
     """Return ``covariance_type`` or raise a ValueError naming the valid ones."""
     if covariance_type not in COVARIANCE_TYPES:
@@ -94,7 +106,8 @@ def log_gaussian_prob(X, means, precisions_chol, covariance_type):
     else:
         mahalanobis = np.empty((n_samples, n_components))
         for k in range(n_components):
-            y = X @ precisions_chol[k] - means[k] @ precisions_chol[k]
+            y = X @ precisions_chol[k]
+            y -= means[k] @ precisions_chol[k]
             mahalanobis[:, k] = np.einsum("ij,ij->i", y, y)
     return -0.5 * (n_features * np.log(2 * np.pi) + mahalanobis) + log_det
 

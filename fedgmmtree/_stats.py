@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._gaussian import e_step, precisions_cholesky
+from ._gaussian import e_step, precisions_cholesky, row_blocks
 
 
 @dataclass(frozen=True)
@@ -150,15 +150,28 @@ def moments_from_resp(X, resp, center, covariance_type, loglik=0.0) -> Moments:
     -------
     moments : Moments
     """
-    diff = np.asarray(X, dtype=np.float64) - center
+    X = np.asarray(X, dtype=np.float64)
+    resp = np.asarray(resp, dtype=np.float64)
+    n_components, n_features = resp.shape[1], X.shape[1]
     nk = resp.sum(axis=0)
-    first = resp.T @ diff
+    first = np.zeros((n_components, n_features))
     if covariance_type == "full":
-        second = np.stack(
-            [(diff * resp[:, [k]]).T @ diff for k in range(resp.shape[1])]
-        )
+        second = np.zeros((n_components, n_features, n_features))
     else:
-        second = resp.T @ (diff * diff)
+        second = np.zeros((n_components, n_features))
+    for block in row_blocks(X.shape[0], n_features):
+        diff = X[block] - center
+        r = resp[block]
+        first += r.T @ diff
+        if covariance_type == "full":
+            # (d * sqrt(r))^T (d * sqrt(r)) lets BLAS use its symmetric update
+            roots = np.sqrt(np.maximum(r, 0.0))
+            for k in range(n_components):
+                scaled = diff * roots[:, [k]]
+                second[k] += scaled.T @ scaled
+        else:
+            diff *= diff
+            second += r.T @ diff
     return Moments(nk, first, second, float(loglik), np.asarray(center, np.float64))
 
 

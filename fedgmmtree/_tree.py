@@ -9,7 +9,7 @@ in id order visits parents first.
 
 import numpy as np
 
-from ._gaussian import log_gaussian_prob, precisions_cholesky
+from ._gaussian import log_gaussian_prob, precisions_cholesky, row_blocks
 
 FORMAT_VERSION = 1
 
@@ -148,6 +148,12 @@ class Tree:
         node = np.zeros(X.shape[0], dtype=np.int64)
         if self.n_nodes == 0:
             return node
+        for block in row_blocks(X.shape[0], X.shape[1]):
+            node[block] = self._route_block(X[block])
+        return node
+
+    def _route_block(self, X) -> np.ndarray:
+        node = np.zeros(X.shape[0], dtype=np.int64)
         prec_chol = self.precisions_chol()
         for parent in np.flatnonzero(self.state == INTERNAL):
             children = self.children(parent)

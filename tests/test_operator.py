@@ -152,3 +152,18 @@ def test_soft_routing_weights_sum_to_one_and_predict_follows_them():
     total = np.sum([w for w in weights.values()], axis=0)
     np.testing.assert_allclose(total, 1.0, atol=1e-9)
     assert adjusted_rand_score(y, model.predict(X)) > 0.95
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"routing": "soft"}, {"split_criterion": "normality", "subspace_dim": 2}],
+    ids=lambda o: str(o),
+)
+def test_reading_rows_in_small_blocks_gives_the_same_tree(options, monkeypatch):
+    import fedgmmtree._gaussian as gaussian
+
+    X, _ = _blobs(n=400)
+    whole = GMMTree(random_state=0, **options).fit(X)
+    monkeypatch.setattr(gaussian, "BLOCK_BYTES", 1)  # 256-row blocks
+    blocked = GMMTree(random_state=0, **options).fit(X)
+    _same_tree(blocked, whole)

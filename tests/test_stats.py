@@ -6,6 +6,7 @@ from fedgmmtree._stats import (
     check_moments,
     local_moments,
     mixture_moments,
+    moments_from_resp,
     sum_moments,
 )
 
@@ -98,3 +99,24 @@ def test_check_moments_names_what_is_wrong(mutate, reason):
     good = mixture_moments(rng.normal(size=(30, 2)), np.zeros(2), *_mixture(2), "full")
     assert check_moments(good, 2, 2, "full") is None
     assert reason in check_moments(mutate(good), 2, 2, "full")
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "diag"])
+def test_moments_read_in_row_blocks_equal_the_textbook_sums(
+    covariance_type, monkeypatch
+):
+    import fedgmmtree._gaussian as gaussian
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(5.0, 2.0, size=(2_000, 6))
+    resp = rng.dirichlet(np.ones(3), size=2_000)
+    center = X.mean(axis=0)
+    diff = X - center
+    monkeypatch.setattr(gaussian, "BLOCK_BYTES", 1)  # 256-row blocks
+    moments = moments_from_resp(X, resp, center, covariance_type)
+    np.testing.assert_allclose(moments.first, resp.T @ diff, rtol=1e-12)
+    if covariance_type == "full":
+        expected = np.einsum("nk,ni,nj->kij", resp, diff, diff)
+    else:
+        expected = resp.T @ diff**2
+    np.testing.assert_allclose(moments.second, expected, rtol=1e-10)
