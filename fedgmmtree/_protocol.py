@@ -82,6 +82,7 @@ class GrowthParams:
     standardize: bool = False
     n_components_pca: int | None = None
     n_init: int = 3
+    init_steps: int | None = None
     random_state: int | None = None
     sample_size: int | None = None
     subspace_dim: int | float | None = None
@@ -134,6 +135,12 @@ class GrowthParams:
             ("tol", self.tol, self.tol >= 0, "a float >= 0"),
             ("max_iter", self.max_iter, self.max_iter >= 1, "an int >= 1"),
             ("n_init", self.n_init, self.n_init >= 1, "an int >= 1"),
+            (
+                "init_steps",
+                self.init_steps,
+                self.init_steps is None or self.init_steps >= 1,
+                "None or an int >= 1",
+            ),
             (
                 "sample_size",
                 self.sample_size,
@@ -790,14 +797,19 @@ class TreeGrower:
                 len(cand.logliks) >= 2
                 and cand.logliks[-1] - cand.logliks[-2] < params.tol
             )
+        if (
+            params.init_steps is not None
+            and fit.n_iter == params.init_steps
+            and len(fit.candidates) > 1
+        ):
+            # short runs: only the candidate that leads after ``init_steps`` goes on
+            leader = self._leader(fit)
+            for c, cand in enumerate(fit.candidates):
+                cand.converged = cand.converged or c != leader
         if fit.running() and fit.n_iter < params.max_iter:
             return
         self.em_logliks[node] = [list(c.logliks) for c in fit.candidates]
-        # the candidate with the best final log-likelihood wins; ties: lowest index
-        best = max(
-            range(len(fit.candidates)),
-            key=lambda c: (fit.candidates[c].logliks[-1], -c),
-        )
+        best = self._leader(fit)
         if np.any(fit.candidates[best].last.nk <= 0):
             tree.set_state(node, LEAF, EMPTY_CHILD)
             del self._fits[node]
@@ -808,6 +820,14 @@ class TreeGrower:
         fit.chosen = best
         if params.split_criterion == "normality":
             self._set_projection_axis(node, fit)
+
+    @staticmethod
+    def _leader(fit) -> int:
+        """The candidate with the best last log-likelihood; ties: lowest index."""
+        return max(
+            range(len(fit.candidates)),
+            key=lambda c: (fit.candidates[c].logliks[-1], -c),
+        )
 
     def _set_projection_axis(self, node, fit):
         """The axis of the children's means, and the node's spread along it."""

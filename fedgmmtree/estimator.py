@@ -61,6 +61,13 @@ class GMMTree(ClusterMixin, DensityMixin, BaseEstimator):
     n_init : int, default=3
         Candidate child mixtures per node: the principal-axis split, then seeded
         draws from the node's Gaussian. The best final log-likelihood wins.
+    init_steps : int or None, default=None
+        When set, every candidate takes this many EM steps and then only the
+        one with the best log-likelihood goes on to convergence (short runs of
+        EM, Biernacki, Celeux and Govaert, 2003), so a node waits at most
+        ``init_steps`` rounds for a slow candidate. Fewer rounds, but the
+        candidate that leads early is not always the one that wins at the end.
+        None runs every candidate to convergence.
     sample_size : int or None, default=None
         About this many of a node's rows (over all clients, each client in
         proportion to its share, drawn from a seed of ``random_state``, the
@@ -125,6 +132,7 @@ class GMMTree(ClusterMixin, DensityMixin, BaseEstimator):
         standardize=False,
         n_components_pca=None,
         n_init=3,
+        init_steps=None,
         sample_size=None,
         subspace_dim=None,
         routing="hard",
@@ -144,6 +152,7 @@ class GMMTree(ClusterMixin, DensityMixin, BaseEstimator):
         self.standardize = standardize
         self.n_components_pca = n_components_pca
         self.n_init = n_init
+        self.init_steps = init_steps
         self.sample_size = sample_size
         self.subspace_dim = subspace_dim
         self.routing = routing
@@ -165,6 +174,7 @@ class GMMTree(ClusterMixin, DensityMixin, BaseEstimator):
             standardize=self.standardize,
             n_components_pca=self.n_components_pca,
             n_init=self.n_init,
+            init_steps=self.init_steps,
             sample_size=self.sample_size,
             subspace_dim=self.subspace_dim,
             routing=self.routing,
@@ -379,6 +389,7 @@ class GMMTree(ClusterMixin, DensityMixin, BaseEstimator):
             standardize=params.standardize,
             n_components_pca=params.n_components_pca,
             n_init=params.n_init,
+            init_steps=params.init_steps,
             sample_size=params.sample_size,
             subspace_dim=params.subspace_dim,
             routing=params.routing,

@@ -105,6 +105,7 @@ class StrategyConfig:
     tol: float = 1e-3
     max_iter: int = 100
     n_init: int = 3
+    init_steps: int = 0
     n_clusters: int = II("dataset.n_classes")
     random_state: int = II("simulation.seed")
     min_replies: float = 1.0
@@ -232,6 +233,7 @@ def to_run_config(cfg: DictConfig | Config, results_dir: str = "") -> dict:
         "tol": float(tree.tol),
         "max-iter": int(tree.max_iter),
         "n-init": int(tree.n_init),
+        "init-steps": int(tree.init_steps),
         "n-clusters": int(tree.n_clusters),
         "random-state": int(tree.random_state),
         "min-count": int(tree.min_count),

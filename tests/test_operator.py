@@ -39,6 +39,7 @@ OPTIONS = [
     {"routing": "soft"},
     {"split_criterion": "normality"},
     {"n_init": 4},
+    {"n_init": 3, "init_steps": 2},
     {"standardize": True},
 ]
 
@@ -167,3 +168,25 @@ def test_reading_rows_in_small_blocks_gives_the_same_tree(options, monkeypatch):
     monkeypatch.setattr(gaussian, "BLOCK_BYTES", 1)  # 256-row blocks
     blocked = GMMTree(random_state=0, **options).fit(X)
     _same_tree(blocked, whole)
+
+
+def test_init_steps_runs_only_the_leading_candidate_past_its_short_run():
+    from fedgmmtree import GrowthParams, TreeGrower, client_step
+
+    X, _ = _blobs(seed=2)
+    grower = TreeGrower(GrowthParams(n_init=3, init_steps=2, tol=0.0, max_iter=20))
+    while not grower.done:
+        grower.update({0: client_step(X, grower.instructions(0))})
+    assert grower.em_logliks
+    longest = 0
+    for logliks in grower.em_logliks.values():
+        leader = max(range(3), key=lambda c: (logliks[c][1], -c))
+        others = [len(c) for i, c in enumerate(logliks) if i != leader]
+        assert others == [2, 2]
+        longest = max(longest, len(logliks[leader]))
+    assert longest > 2
+
+
+def test_init_steps_must_be_positive():
+    with pytest.raises(ValueError, match="init_steps"):
+        GMMTree(init_steps=0).fit(_blobs()[0])
