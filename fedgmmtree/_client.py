@@ -5,13 +5,15 @@ data, and returns named arrays of statistics: counts, centred moments,
 log-likelihood sums and histograms. No row ever leaves this module.
 """
 
+from dataclasses import replace
+
 import numpy as np
 
 from ._gaussian import e_step, log_gaussian_prob, precisions_cholesky, row_blocks
 from ._stats import Moments, local_moments, moments_from_resp, zero_moments
 from ._tree import Tree
 
-ROOT_ROUND, REFINE_ROUND = 0, 1
+ROOT_ROUND, REFINE_ROUND, LEAF_ROUND = 0, 1, 2
 HARD, SOFT = 0, 1
 # standardised projections are binned on these edges for the normality test
 HISTOGRAM_EDGES = np.concatenate([[-np.inf], np.linspace(-4.0, 4.0, 41), [np.inf]])
@@ -201,14 +203,7 @@ def _refine_node(X, w, node, tree, instructions, client_key, privacy, reply):
             resp *= w_block[:, np.newaxis]
             loglik = float(w_block @ privacy.clip_loglik(log_prob))
             part = moments_from_resp(diff, resp, origin, cov_type, loglik)
-            total = sums[c]
-            sums[c] = Moments(
-                total.nk + part.nk,
-                total.first + part.first,
-                total.second + part.second,
-                total.loglik + part.loglik,
-                center,
-            )
+            sums[c] = sums[c] + replace(part, center=center)
         if axis is not None:
             projected = (X_block - tree.means[node]) @ axis
             z = (projected - _scalar(instructions, f"task.{node}.axis_shift", 0.0)) / (
@@ -222,6 +217,29 @@ def _refine_node(X, w, node, tree, instructions, client_key, privacy, reply):
     if axis is not None:
         reply[f"node.{node}.histogram"] = histogram
     return True
+
+
+def _leaf_statistics(X, instructions, privacy):
+    """E-step of the leaves as one flat mixture on all rows, and its statistics."""
+    means = instructions["leaves.means"]
+    center = instructions["leaves.center"]
+    cov_type = "full" if instructions["leaves.covariances"].ndim == 3 else "diag"
+    mixture = (
+        instructions["leaves.weights"],
+        means,
+        precisions_cholesky(instructions["leaves.covariances"], cov_type),
+    )
+    total = zero_moments(means.shape[0], center.shape[0], cov_type, center)
+    if X.shape[0] < max(privacy.min_count, 1):
+        return total.to_arrays("leaves")
+    origin = np.zeros_like(center)
+    for block in row_blocks(X.shape[0], X.shape[1]):
+        resp, log_prob = e_step(X[block], *mixture, cov_type)
+        loglik = float(np.sum(privacy.clip_loglik(log_prob)))
+        diff = privacy.prepare(X[block] - center)
+        part = moments_from_resp(diff, resp, origin, cov_type, loglik)
+        total = total + replace(part, center=center)
+    return privacy.release(total).to_arrays("leaves")
 
 
 class StaleTreeError(RuntimeError):
@@ -294,6 +312,12 @@ def client_step(
 
     tree, transform = _cached_tree(instructions, cache)
     X = apply_transform(X, transform)
+    if kind == LEAF_ROUND:
+        reply = _leaf_statistics(X, instructions, privacy)
+        reply["reply.nodes"] = np.zeros(0, dtype=np.int64)
+        if cache is not None:
+            reply["tree.cached_revision"] = np.array([cache["revision"]])
+        return reply
     routing = int(_scalar(instructions, "round.routing", HARD))
     weights = node_weights(X, tree, routing)
     nodes = np.asarray(instructions["task.nodes"], dtype=np.int64).reshape(-1)

@@ -16,6 +16,10 @@ active node. A node whose EM ran on samples or on a subspace of the features, or
 whose split is judged by the normality rule, takes one more round once EM has
 converged: a step on all its rows and all features, whose statistics decide the
 split and give the children's full Gaussians.
+
+With ``refine_leaves`` set, the complete tree's leaves then take up to that many
+rounds of flat EM together, as one mixture (a client's E-step runs over all
+leaves); each internal node follows as the merge of its children.
 """
 
 import warnings
@@ -27,6 +31,7 @@ from scipy.stats import chi2, norm
 from ._client import (  # noqa: F401 - re-exported
     HARD,
     HISTOGRAM_EDGES,
+    LEAF_ROUND,
     REFINE_ROUND,
     ROOT_ROUND,
     SOFT,
@@ -83,6 +88,7 @@ class GrowthParams:
     n_components_pca: int | None = None
     n_init: int = 3
     init_steps: int | None = None
+    refine_leaves: int = 0
     random_state: int | None = None
     sample_size: int | None = None
     subspace_dim: int | float | None = None
@@ -135,6 +141,12 @@ class GrowthParams:
             ("tol", self.tol, self.tol >= 0, "a float >= 0"),
             ("max_iter", self.max_iter, self.max_iter >= 1, "an int >= 1"),
             ("n_init", self.n_init, self.n_init >= 1, "an int >= 1"),
+            (
+                "refine_leaves",
+                self.refine_leaves,
+                self.refine_leaves >= 0,
+                "an int >= 0",
+            ),
             (
                 "init_steps",
                 self.init_steps,
@@ -300,6 +312,8 @@ class TreeGrower:
         self._counts: dict[int, dict[int, float]] = {}
         self._routed: dict[int, tuple[float, float]] = {}
         self.em_logliks: dict[int, list[list[float]]] = {}
+        self.leaf_logliks: list[float] = []
+        self._leaf_rounds_left = self.params.refine_leaves
         self._revision = 0
         self._revision_key = None
         self._client_revision: dict[int, int] = {}
@@ -308,14 +322,24 @@ class TreeGrower:
 
     @property
     def done(self) -> bool:
-        """Whether the tree is complete (no active node left)."""
+        """Whether the tree is complete (no active node, leaves refined)."""
+        return self._grown and self._leaf_rounds_left == 0
+
+    @property
+    def _grown(self) -> bool:
         return self.tree is not None and not np.any(self.tree.state == ACTIVE)
+
+    @property
+    def refining(self) -> bool:
+        """Whether the next round is a round of flat EM over the leaves."""
+        return self._grown and self._leaf_rounds_left > 0
 
     def stop(self) -> None:
         """Turn every active node into a leaf (the round cap was reached)."""
         for node in self.active_nodes():
             self.tree.set_state(node, LEAF, STOPPED)
             self._fits.pop(node, None)
+        self._leaf_rounds_left = 0
 
     def active_nodes(self) -> list[int]:
         """Ids of the nodes refined in the next round."""
@@ -346,6 +370,8 @@ class TreeGrower:
 
     def wants(self, client: int) -> bool:
         """Whether ``client`` has any work in the next round."""
+        if self.refining:
+            return self._counts.get(client, {}).get(0, 1.0) > 0
         return self.tree is None or bool(self.assigned_nodes(client))
 
     # ----------------------------------------------------------- instructions
@@ -367,8 +393,15 @@ class TreeGrower:
                 [0 if self._root_covariance_type() == "full" else 1]
             )
             return arrays
-        nodes = self.active_nodes() if client is None else self.assigned_nodes(client)
-        arrays["round.kind"] = np.array([REFINE_ROUND])
+        if self.refining:
+            nodes = []
+            arrays["round.kind"] = np.array([LEAF_ROUND])
+            arrays.update(self._leaf_task())
+        else:
+            nodes = (
+                self.active_nodes() if client is None else self.assigned_nodes(client)
+            )
+            arrays["round.kind"] = np.array([REFINE_ROUND])
         # the tree and the transform travel only when the client lacks them
         revision = self._tree_revision()
         arrays["tree.revision"] = np.array([revision])
@@ -379,6 +412,17 @@ class TreeGrower:
         for node in nodes:
             arrays.update(self._node_task(node))
         return arrays
+
+    def _leaf_task(self) -> dict[str, np.ndarray]:
+        """The leaves as one flat mixture, and the centre of their statistics."""
+        tree = self.tree
+        leaves = tree.leaves()
+        return {
+            "leaves.weights": tree.path_weights()[leaves],
+            "leaves.means": tree.means[leaves],
+            "leaves.covariances": tree.covariances[leaves],
+            "leaves.center": tree.means[0],
+        }
 
     def _node_task(self, node) -> dict[str, np.ndarray]:
         fit = self._fits[node]
@@ -458,6 +502,8 @@ class TreeGrower:
             self._client_revision[client] = kept
         if self.tree is None:
             record = self._update_root(replies)
+        elif self.refining:
+            record = self._update_leaves(replies)
         else:
             record = self._update_nodes(replies)
         self.history.append(record)
@@ -718,6 +764,59 @@ class TreeGrower:
         routed_loglik = sum(self._routed[c][0] for c in sorted(self._routed))
         routed_n = sum(self._routed[c][1] for c in sorted(self._routed))
         mean_loglik = routed_loglik / routed_n if routed_n > 0 else float("nan")
+        return self._record(mean_loglik)
+
+    def _update_leaves(self, replies):
+        """One M-step of the leaves' flat mixture; internal nodes follow."""
+        params, tree = self.params, self.tree
+        leaves = tree.leaves()
+        center = tree.means[0]
+        parts = []
+        for client in sorted(replies):
+            try:
+                moments = Moments.from_arrays(replies[client], "leaves")
+            except (KeyError, TypeError, ValueError, IndexError) as exc:
+                self._reject(client, -1, f"missing or unreadable field {exc}")
+                continue
+            reason = check_moments(
+                moments,
+                leaves.size,
+                tree.n_features,
+                params.covariance_type,
+                strict=params.noise_multiplier == 0,
+            )
+            if reason is None and not np.array_equal(moments.center, center):
+                reason = "statistics were not taken around the root's mean"
+            if reason is not None:
+                self._reject(client, -1, reason)
+            elif moments.n_samples > 0:
+                parts.append(moments)
+        if not parts:
+            self._leaf_rounds_left = 0
+            return self._record(float("nan"))
+        summed = sum_moments(parts)
+        if params.noise_multiplier > 0:
+            summed = _repair(summed)
+        mean_loglik = summed.loglik / summed.n_samples
+        self.leaf_logliks.append(mean_loglik)
+        self._leaf_rounds_left -= 1
+        if np.any(summed.nk < self._min_leaf()):
+            # a leaf would lose (almost) all its samples: the tree stays as it is
+            self._leaf_rounds_left = 0
+            return self._record(mean_loglik)
+        _, means, covariances = gaussian_from_moments(
+            summed.nk,
+            summed.first,
+            summed.second,
+            center,
+            params.reg_covar,
+            params.covariance_type,
+        )
+        tree.set_leaves(summed.nk, means, covariances)
+        if len(self.leaf_logliks) >= 2 and (
+            self.leaf_logliks[-1] - self.leaf_logliks[-2] < params.tol
+        ):
+            self._leaf_rounds_left = 0
         return self._record(mean_loglik)
 
     def _parse_reply(self, client, arrays):

@@ -9,7 +9,12 @@ in id order visits parents first.
 
 import numpy as np
 
-from ._gaussian import log_gaussian_prob, precisions_cholesky, row_blocks
+from ._gaussian import (
+    log_gaussian_prob,
+    merge_moments,
+    precisions_cholesky,
+    row_blocks,
+)
 
 FORMAT_VERSION = 1
 
@@ -113,6 +118,39 @@ class Tree:
     def leaves(self) -> np.ndarray:
         """Ids of the nodes that have no children (leaves and active nodes)."""
         return np.flatnonzero(self.state != INTERNAL)
+
+    def set_leaves(self, n_samples, means, covariances) -> None:
+        """New Gaussians for the leaves; every internal node becomes their merge.
+
+        Each internal node gets the moment-matched Gaussian of its children and
+        each node's ``weight`` its share of its parent's samples, so the tree
+        stays a hierarchy of the leaves' mixture.
+
+        Parameters
+        ----------
+        n_samples : ndarray of shape (n_leaves,)
+            In the order of :meth:`leaves`; each must be positive.
+        means : ndarray of shape (n_leaves, n_features)
+        covariances : ndarray
+        """
+        leaves = self.leaves()
+        self.n_samples[leaves] = n_samples
+        self.means[leaves] = means
+        self.covariances[leaves] = covariances
+        for node in range(self.n_nodes - 1, -1, -1):
+            children = self.children(node)
+            if children.size == 0:
+                continue
+            counts = self.n_samples[children]
+            self.n_samples[node] = counts.sum()
+            self.weight[children] = counts / counts.sum()
+            self.means[node], self.covariances[node] = merge_moments(
+                counts,
+                self.means[children],
+                self.covariances[children],
+                self.covariance_type,
+            )
+        self._prec_chol = None
 
     def path_weights(self) -> np.ndarray:
         """Mixture weight of every node: the product of ``weight`` from the root."""

@@ -68,6 +68,11 @@ class GMMTree(ClusterMixin, DensityMixin, BaseEstimator):
         ``init_steps`` rounds for a slow candidate. Fewer rounds, but the
         candidate that leads early is not always the one that wins at the end.
         None runs every candidate to convergence.
+    refine_leaves : int, default=0
+        After growth, up to this many rounds of EM on all leaves at once, as
+        one flat mixture (stopping early on ``tol``); each internal node then
+        becomes the moment-matched merge of its children. 0 keeps the leaves
+        as growth left them.
     sample_size : int or None, default=None
         About this many of a node's rows (over all clients, each client in
         proportion to its share, drawn from a seed of ``random_state``, the
@@ -133,6 +138,7 @@ class GMMTree(ClusterMixin, DensityMixin, BaseEstimator):
         n_components_pca=None,
         n_init=3,
         init_steps=None,
+        refine_leaves=0,
         sample_size=None,
         subspace_dim=None,
         routing="hard",
@@ -153,6 +159,7 @@ class GMMTree(ClusterMixin, DensityMixin, BaseEstimator):
         self.n_components_pca = n_components_pca
         self.n_init = n_init
         self.init_steps = init_steps
+        self.refine_leaves = refine_leaves
         self.sample_size = sample_size
         self.subspace_dim = subspace_dim
         self.routing = routing
@@ -175,6 +182,7 @@ class GMMTree(ClusterMixin, DensityMixin, BaseEstimator):
             n_components_pca=self.n_components_pca,
             n_init=self.n_init,
             init_steps=self.init_steps,
+            refine_leaves=self.refine_leaves,
             sample_size=self.sample_size,
             subspace_dim=self.subspace_dim,
             routing=self.routing,
@@ -390,6 +398,7 @@ class GMMTree(ClusterMixin, DensityMixin, BaseEstimator):
             n_components_pca=params.n_components_pca,
             n_init=params.n_init,
             init_steps=params.init_steps,
+            refine_leaves=params.refine_leaves,
             sample_size=params.sample_size,
             subspace_dim=params.subspace_dim,
             routing=params.routing,

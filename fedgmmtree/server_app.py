@@ -38,6 +38,7 @@ RUN_CONFIG_KEYS = {
     "max-iter": ("max_iter", int, None),
     "n-init": ("n_init", int, None),
     "init-steps": ("init_steps", int, 0),
+    "refine-leaves": ("refine_leaves", int, None),
     "standardize": ("standardize", bool, None),
     "pca-components": ("n_components_pca", int, 0),
     "random-state": ("random_state", int, None),

@@ -106,6 +106,7 @@ class StrategyConfig:
     max_iter: int = 100
     n_init: int = 3
     init_steps: int = 0
+    refine_leaves: int = 0
     n_clusters: int = II("dataset.n_classes")
     random_state: int = II("simulation.seed")
     min_replies: float = 1.0
@@ -234,6 +235,7 @@ def to_run_config(cfg: DictConfig | Config, results_dir: str = "") -> dict:
         "max-iter": int(tree.max_iter),
         "n-init": int(tree.n_init),
         "init-steps": int(tree.init_steps),
+        "refine-leaves": int(tree.refine_leaves),
         "n-clusters": int(tree.n_clusters),
         "random-state": int(tree.random_state),
         "min-count": int(tree.min_count),

@@ -6,7 +6,7 @@ import pytest
 from sklearn.metrics import adjusted_rand_score
 
 from fedgmmtree import GMMTree
-from fedgmmtree._tree import CRITERION, SPLIT
+from fedgmmtree._tree import CRITERION, INTERNAL, SPLIT
 from simulations.engine import simulate
 from strategies import FedGMMTree
 
@@ -40,6 +40,7 @@ OPTIONS = [
     {"split_criterion": "normality"},
     {"n_init": 4},
     {"n_init": 3, "init_steps": 2},
+    {"refine_leaves": 5},
     {"standardize": True},
 ]
 
@@ -190,3 +191,72 @@ def test_init_steps_runs_only_the_leading_candidate_past_its_short_run():
 def test_init_steps_must_be_positive():
     with pytest.raises(ValueError, match="init_steps"):
         GMMTree(init_steps=0).fit(_blobs()[0])
+
+
+def test_refine_leaves_raises_the_leaves_likelihood_and_keeps_a_hierarchy():
+    from fedgmmtree import GrowthParams, TreeGrower, client_step
+
+    X, _ = _blobs(seed=4, spread=3.0)
+    grown = GMMTree(random_state=0).fit(X)
+    refined = GMMTree(random_state=0, refine_leaves=30, tol=0.0).fit(X)
+    assert refined.n_rounds_ > grown.n_rounds_
+    assert refined.score(X) > grown.score(X)
+
+    grower = TreeGrower(GrowthParams(random_state=0, refine_leaves=30, tol=0.0))
+    while not grower.done:
+        grower.update({0: client_step(X, grower.instructions(0))})
+    assert len(grower.leaf_logliks) >= 2
+    assert np.all(np.diff(grower.leaf_logliks) >= -1e-10)
+    tree = refined.tree_
+    np.testing.assert_allclose(tree.means[0], X.mean(axis=0), atol=1e-9)
+    assert tree.n_samples[0] == pytest.approx(X.shape[0])
+    internal = np.flatnonzero(tree.state == INTERNAL)
+    assert internal.size > 0
+    for node in internal:
+        children = tree.children(node)
+        assert tree.weight[children].sum() == pytest.approx(1.0)
+        assert tree.n_samples[children].sum() == pytest.approx(tree.n_samples[node])
+
+
+def test_refine_leaves_must_not_be_negative():
+    with pytest.raises(ValueError, match="refine_leaves"):
+        GMMTree(refine_leaves=-1).fit(_blobs()[0])
+
+
+def test_refine_round_leaves_out_a_malformed_reply_and_names_it():
+    from fedgmmtree import GrowthParams, TreeGrower, client_step
+
+    X, _ = _blobs(seed=5)
+    params = GrowthParams(random_state=0, refine_leaves=3)
+    alone, spoiled = TreeGrower(params), TreeGrower(params)
+    while not alone.done:
+        alone.update({0: client_step(X, alone.instructions(0))})
+        replies = {0: client_step(X, spoiled.instructions(0))}
+        if spoiled.refining:
+            bad = client_step(X[:50], spoiled.instructions(1))
+            bad["leaves.nk"] = bad["leaves.nk"][:-1]
+            replies[1] = bad
+        spoiled.update(replies)
+    assert spoiled.done
+    assert any(r.client == 1 for r in spoiled.rejections)
+    np.testing.assert_array_equal(spoiled.tree.means, alone.tree.means)
+
+
+def test_a_grower_saved_during_leaf_refinement_resumes_bit_for_bit():
+    from fedgmmtree import GrowthParams, TreeGrower, client_step
+
+    X, _ = _blobs(seed=6)
+    params = GrowthParams(random_state=0, refine_leaves=4, tol=0.0)
+    straight = TreeGrower(params)
+    while not straight.done:
+        straight.update({0: client_step(X, straight.instructions(0))})
+    grower = TreeGrower(params)
+    while not grower.refining:
+        grower.update({0: client_step(X, grower.instructions(0))})
+    grower.update({0: client_step(X, grower.instructions(0))})
+    resumed = TreeGrower.from_state_arrays(grower.state_arrays())
+    while not resumed.done:
+        resumed.update({0: client_step(X, resumed.instructions(0))})
+    assert resumed.leaf_logliks == straight.leaf_logliks
+    a, b = resumed.tree.to_arrays(), straight.tree.to_arrays()
+    assert all(np.array_equal(a[k], b[k]) for k in a)
