@@ -65,6 +65,9 @@ METHODS = {
     "fedgengmm": ("FedGenGMM", "federated"),
     "fedgmmtree": ("FedGMMTree (n_clusters)", "tree"),
     "fedgmmtree_free": ("FedGMMTree (all leaves)", "tree"),
+    "fedgmmtree_refine": ("FedGMMTree + refine_leaves (n_clusters)", "tree"),
+    "fedgmmtree_grow_merge": ("FedGMMTree grown by AIC, merged (n_clusters)", "tree"),
+    "fedgmmtree_n_init": ("FedGMMTree n_init=3, init_steps=5 (n_clusters)", "tree"),
     "gmm_central": ("GaussianMixture (central)", "gaussian_mixture"),
     "bkmeans_central": ("BisectingKMeans (central)", "bisecting_kmeans"),
     "gmmtree_central": ("GMMTree (central)", "gmmtree"),
@@ -136,7 +139,7 @@ def run_benchmark(cfg: DictConfig, output_dir: str | Path) -> list[dict]:
     # the strategies log every round at INFO; a grid of fits keeps their warnings
     logging.getLogger("flwr").setLevel(logging.WARNING)
     logging.captureWarnings(True)
-    unknown = sorted(set(cfg.methods) - set(METHODS))
+    unknown = sorted((set(cfg.methods) | set(cfg.remedies.methods)) - set(METHODS))
     if unknown:
         raise ValueError(f"methods must be among {sorted(METHODS)}, but got {unknown}.")
     started = time.time()
@@ -278,10 +281,18 @@ def load_cell(
 
 def make_strategy(key: str, n_clusters: int, cfg: DictConfig, seed: int):
     """A fresh federated strategy for the method ``key``."""
-    if key in ("fedgmmtree", "fedgmmtree_free"):
+    if METHODS[key][1] == "tree":
         options = OmegaConf.to_container(cfg.fedgmmtree)
+        remedies = cfg.remedies
+        if key == "fedgmmtree_refine":
+            options["refine_leaves"] = int(remedies.refine_leaves)
+        elif key == "fedgmmtree_grow_merge":
+            options["split_criterion"] = "aic"
+            options["max_leaves"] = int(remedies.leaves_per_cluster) * n_clusters
+        elif key == "fedgmmtree_n_init":
+            options.update(n_init=3, init_steps=5)
         return FedGMMTree(
-            n_clusters=n_clusters if key == "fedgmmtree" else None,
+            n_clusters=None if key == "fedgmmtree_free" else n_clusters,
             covariance_type=cfg.covariance_type,
             random_state=seed,
             **options,
@@ -319,6 +330,9 @@ def run_cell(
         for client, (p, lab) in enumerate(zip(cell.parts, cell.labels, strict=True))
     ]
     keys = list(methods if methods is not None else cfg.methods)
+    if methods is None and spec in cfg.remedies.datasets:
+        if scheme in cfg.remedies.partitions:
+            keys += [m for m in cfg.remedies.methods if m not in keys]
     rows, tree_run = [], None
     for key in keys:
         name, kind = METHODS[key]

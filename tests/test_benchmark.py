@@ -47,3 +47,38 @@ def test_benchmark_configs_compose():
     for grid in ("full", "quick"):
         cfg = _compose([f"benchmark_grid={grid}"])
         assert cfg.datasets and cfg.seeds
+
+
+def test_remedy_variants_run_on_their_cells_only(tmp_path):
+    cfg = _compose(
+        [
+            "datasets=[iris,wine:std]",
+            "partitions=[iid]",
+            "seeds=[0]",
+            "clients=3",
+            "methods=[fedgmmtree]",
+            "remedies.datasets=[iris]",
+            "remedies.partitions=[iid]",
+            "remedies.refine_leaves=5",
+            "engine_check.enabled=false",
+        ]
+    )
+
+    table = run_benchmark(cfg, tmp_path)
+
+    by_cell = {}
+    for row in table:
+        by_cell.setdefault(row["dataset"], {})[row["method"]] = row
+    assert set(by_cell["wine:std"]) == {"FedGMMTree (n_clusters)"}
+    assert set(by_cell["iris"]) == {
+        "FedGMMTree (n_clusters)",
+        "FedGMMTree + refine_leaves (n_clusters)",
+        "FedGMMTree grown by AIC, merged (n_clusters)",
+        "FedGMMTree n_init=3, init_steps=5 (n_clusters)",
+    }
+    plain = by_cell["iris"]["FedGMMTree (n_clusters)"]
+    refined = by_cell["iris"]["FedGMMTree + refine_leaves (n_clusters)"]
+    # the same growth, then at most 5 rounds of flat EM over the leaves
+    assert plain["rounds_mean"] < refined["rounds_mean"] <= plain["rounds_mean"] + 5
+    for row in by_cell["iris"].values():
+        assert 0.3 < row["ari_mean"] <= 1.0
