@@ -19,7 +19,7 @@ from sklearn.mixture import GaussianMixture
 from fedgmmtree import GMMTree
 from fedgmmtree.client_app import make_client_app
 
-from .engine import ENGINES, ArrayClients, run_strategy
+from .engine import ENGINES, ArrayClients, engine_loader, run_strategy
 
 REFERENCES = ("gaussian_mixture", "bisecting_kmeans", "gmmtree")
 
@@ -198,16 +198,17 @@ def run_federated(
         seed,
     )
     started = time.time()
-    result = run_strategy(
-        strategy,
-        client_app_factory(loader),
-        len(partitions),
-        engine=engine,
-        num_rounds=num_rounds,
-        timeout=timeout,
-        reply_seed=reply_seed,
-        backend_config=backend_config,
-    )
+    with engine_loader(loader, engine, backend_config) as load:
+        result = run_strategy(
+            strategy,
+            client_app_factory(load),
+            len(partitions),
+            engine=engine,
+            num_rounds=num_rounds,
+            timeout=timeout,
+            reply_seed=reply_seed,
+            backend_config=backend_config,
+        )
     evaluation = next(iter(result.evaluate_metrics_clientapp.values()), {})
     return FederatedRun(
         model=strategy.model(),

@@ -6,10 +6,14 @@ the in-process engine replaces Ray and the SuperLink by a Grid that calls the
 ClientApp directly, which is fast enough for tests and parameter grids.
 """
 
+import os
+import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from logging import ERROR
+from pathlib import Path
 
 import numpy as np
 from flwr.app import Context, Error, Message, RecordDict
@@ -20,7 +24,7 @@ from fedgmmtree import check_client_data
 from fedgmmtree.client_app import make_client_app
 from strategies import FedGMMTree
 
-from .clients import split_client_data
+from .clients import ClientData, split_client_data
 
 ENGINES = ("inprocess", "ray")
 
@@ -45,6 +49,89 @@ class ArrayClients:
                 X, y, self.test_fraction, self.seed, client
             )
         return client, self._cache[client]
+
+    def to_files(self, folder: str | Path) -> "FileClients":
+        """The same clients, their arrays written to ``.npy`` files in ``folder``."""
+        folder = Path(folder)
+        paths = tuple(
+            _save(folder / f"X-{client}.npy", rows, client)
+            for client, rows in enumerate(self.partitions)
+        )
+        label_paths = None
+        if self.labels is not None:
+            label_paths = tuple(
+                _save(folder / f"y-{client}.npy", y, client)
+                for client, y in enumerate(self.labels)
+            )
+        return FileClients(paths, label_paths, self.test_fraction, self.seed)
+
+
+def _save(path: Path, values, client: int) -> str:
+    array = np.asarray(values)
+    if array.dtype.hasobject:
+        raise ValueError(
+            f"Client {client}'s arrays must be numeric to run on Ray (they are "
+            f"written to .npy files), but got dtype {array.dtype}. Convert them, "
+            "e.g. with np.asarray(X, dtype=float)."
+        )
+    np.save(path, array, allow_pickle=False)
+    return str(path)
+
+
+# path of a partition's file -> its ClientData, so a process reads a file once
+_LOADED: dict[str, ClientData] = {}
+
+
+@dataclass(frozen=True)
+class FileClients:
+    """Data loader of the ClientApp for partitions in ``.npy`` files (picklable).
+
+    It holds paths only: Flower's Ray backend pickles the ClientApp, and so its
+    loader, with every message. Each process reads a client's file once and
+    splits it as :class:`ArrayClients` does, with the same seeds.
+    """
+
+    paths: tuple[str, ...]
+    label_paths: tuple[str, ...] | None = None
+    test_fraction: float = 0.0
+    seed: int = 0
+
+    def __call__(self, context: Context):
+        """``(client key, ClientData)`` of the node's partition."""
+        client = int(context.node_config["partition-id"])
+        path = self.paths[client]
+        if path not in _LOADED:
+            X = check_client_data(np.load(path, mmap_mode="r"), client=client)
+            y = None
+            if self.label_paths is not None:
+                y = np.load(self.label_paths[client], mmap_mode="r")
+            # the split copies the rows it takes, so no file stays mapped
+            _LOADED[path] = split_client_data(
+                X, y, self.test_fraction, self.seed, client
+            )
+        return client, _LOADED[path]
+
+
+@contextmanager
+def engine_loader(
+    loader: ArrayClients, engine: str, backend_config: dict | None = None
+) -> Iterator[ArrayClients | FileClients]:
+    """``loader`` as ``engine`` should carry it, for the length of a run.
+
+    Flower's Ray backend pickles the ClientApp, loader and partitions included,
+    with every message. On a Ray that starts on this machine the partitions go
+    once to ``.npy`` files in a temporary folder, removed after the run, and the
+    loader carries their paths. On a Ray cluster (an ``address`` in
+    ``backend_config["init_args"]`` or ``RAY_ADDRESS``) the workers may not see
+    this file system, so the loader carries the arrays.
+    """
+    init_args = (backend_config or {}).get("init_args", {})
+    address = init_args.get("address", os.environ.get("RAY_ADDRESS"))
+    if engine != "ray" or address not in (None, "", "local"):
+        yield loader
+        return
+    with tempfile.TemporaryDirectory(prefix="fedgmmtree-") as folder:
+        yield loader.to_files(folder)
 
 
 class InProcessGrid(Grid):
@@ -223,16 +310,17 @@ def simulate(
             f"simulation has {len(partitions)} clients."
         )
     started = time.time()
-    result = run_strategy(
-        strategy,
-        make_client_app(loader),
-        len(partitions),
-        engine=engine,
-        num_rounds=num_rounds,
-        timeout=timeout,
-        reply_seed=reply_seed,
-        backend_config=backend_config,
-    )
+    with engine_loader(loader, engine, backend_config) as load:
+        result = run_strategy(
+            strategy,
+            make_client_app(load),
+            len(partitions),
+            engine=engine,
+            num_rounds=num_rounds,
+            timeout=timeout,
+            reply_seed=reply_seed,
+            backend_config=backend_config,
+        )
     evaluation = next(iter(result.evaluate_metrics_clientapp.values()), {})
     history = {
         "rounds": [dict(r) for r in strategy.grower.history]
