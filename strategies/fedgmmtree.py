@@ -272,7 +272,8 @@ class FedGMMTree(Strategy):
         """Pool the clients' contingency tables and held-out log-likelihoods."""
         pairs: dict[tuple[int, int], int] = {}
         loglik, n_test = 0.0, 0
-        for msg in sorted(replies, key=lambda m: m.metadata.src_node_id):
+        # summed in client-key order: node ids differ from run to run
+        for msg in sorted(replies, key=_reply_order):
             if msg.has_error():
                 log(
                     WARNING,
@@ -754,6 +755,17 @@ class FedGMMTree(Strategy):
         if not self.grower.done:
             raise RuntimeError("The tree is not complete yet; call start() first.")
         return GMMTree.from_grower(self.grower, n_clusters=self.n_clusters)
+
+
+def _reply_order(msg: Message) -> tuple[int, int, int]:
+    """Sort key of a reply: its client key when it has one, then its node id."""
+    node_id = int(msg.metadata.src_node_id)
+    if msg.has_error():
+        return (1, 0, node_id)
+    try:
+        return (0, int(msg.content[CLIENT_KEY]["client-key"]), node_id)
+    except (KeyError, TypeError, ValueError):
+        return (1, 0, node_id)
 
 
 def _is_int(value, lowest: int) -> bool:

@@ -809,3 +809,38 @@ def test_tree_grower_noisy_root_on_a_far_constant_column_stays_finite(
 
     assert np.all(np.isfinite(grower.scale))
     assert np.all(np.isfinite(grower.tree.covariances))
+
+
+def test_evaluation_sums_in_client_key_order_whatever_the_node_ids(monkeypatch):
+    from flwr.app import ConfigRecord, Message, RecordDict
+    from flwr.supercore.task_identity import TaskIdentity
+
+    from strategies import FedGMMTree
+    from strategies.fedgmmtree import to_array_record
+
+    for name, value in (("_run_id", 1), ("_node_id", 0), ("_task_id", 1)):
+        monkeypatch.setattr(TaskIdentity, name, value)
+    values = {0: 1e16, 1: 1.0, 2: -1e16}  # a sum whose value depends on its order
+
+    def replies(node_of):
+        out = []
+        for key, node_id in node_of.items():
+            asked = Message(
+                content=RecordDict({"config": ConfigRecord({"server-round": 1})}),
+                dst_node_id=node_id,
+                message_type="evaluate",
+            )
+            arrays = {"test.loglik": np.array([values[key]]), "test.n": np.array([1])}
+            content = RecordDict(
+                {
+                    "evaluation": to_array_record(arrays),
+                    "client": ConfigRecord({"client-key": key}),
+                }
+            )
+            out.append(Message(content=content, reply_to=asked))
+        return out
+
+    strategy = FedGMMTree()
+    first = strategy.aggregate_evaluate(1, replies({0: 7, 1: 3, 2: 5}))
+    second = strategy.aggregate_evaluate(1, replies({0: 4, 1: 9, 2: 2}))
+    assert first["heldout_mean_loglik"] == second["heldout_mean_loglik"]
