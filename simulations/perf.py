@@ -459,13 +459,22 @@ def bench_rounds(settings: Settings) -> tuple[list[Row], list[tuple]]:
     rows_of = partition(y, "dirichlet", 10, seed=0, alpha=0.5)
     parts, labels = [X[r] for r in rows_of], [y[r] for r in rows_of]
     rows, runs = [], []
-    for pca in (settings.digits_pca, None):
-        name = f"digits, PCA {pca}" if pca else "digits, raw 64"
+    variants = [
+        (f"digits, PCA {settings.digits_pca}", settings.digits_pca, {}),
+        ("digits, raw 64", None, {}),
+        (
+            f"digits, PCA {settings.digits_pca}, init_steps=5",
+            settings.digits_pca,
+            {"init_steps": 5},
+        ),
+    ]
+    for name, pca, options in variants:
         strategy = FedGMMTree(
             n_components_pca=pca,
             n_clusters=10,
             max_depth=settings.tree_max_depth,
             random_state=0,
+            **options,
         )
         run, recorder = run_recorded(strategy, parts, labels)
         runs.append((name, run, recorder, strategy))
