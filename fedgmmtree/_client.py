@@ -239,6 +239,15 @@ def _leaf_statistics(X, instructions, privacy):
         diff = privacy.prepare(X[block] - center)
         part = moments_from_resp(diff, resp, origin, cov_type, loglik)
         total = total + replace(part, center=center)
+    if privacy.min_count > 0:
+        # a leaf where this client holds fewer than min_count samples is left out
+        keep = (total.nk >= privacy.min_count).astype(np.float64)
+        total = replace(
+            total,
+            nk=total.nk * keep,
+            first=total.first * keep[:, np.newaxis],
+            second=total.second * keep.reshape((-1,) + (1,) * (total.second.ndim - 1)),
+        )
     return privacy.release(total).to_arrays("leaves")
 
 

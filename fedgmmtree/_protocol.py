@@ -413,10 +413,16 @@ class TreeGrower:
             arrays.update(self._node_task(node))
         return arrays
 
+    def _refined_leaves(self) -> np.ndarray:
+        """The leaves that hold mass; a leaf no data reached stays as it is."""
+        tree = self.tree
+        leaves = tree.leaves()
+        return leaves[tree.path_weights()[leaves] > 0]
+
     def _leaf_task(self) -> dict[str, np.ndarray]:
         """The leaves as one flat mixture, and the centre of their statistics."""
         tree = self.tree
-        leaves = tree.leaves()
+        leaves = self._refined_leaves()
         return {
             "leaves.weights": tree.path_weights()[leaves],
             "leaves.means": tree.means[leaves],
@@ -769,7 +775,7 @@ class TreeGrower:
     def _update_leaves(self, replies):
         """One M-step of the leaves' flat mixture; internal nodes follow."""
         params, tree = self.params, self.tree
-        leaves = tree.leaves()
+        leaves = self._refined_leaves()
         center = tree.means[0]
         parts = []
         for client in sorted(replies):
@@ -812,7 +818,16 @@ class TreeGrower:
             params.reg_covar,
             params.covariance_type,
         )
-        tree.set_leaves(summed.nk, means, covariances)
+        every = tree.leaves()
+        kept = np.isin(every, leaves)
+        n_samples, all_means = tree.n_samples[every], tree.means[every]
+        all_covariances = tree.covariances[every]
+        n_samples[kept], all_means[kept], all_covariances[kept] = (
+            summed.nk,
+            means,
+            covariances,
+        )
+        tree.set_leaves(n_samples, all_means, all_covariances)
         if len(self.leaf_logliks) >= 2 and (
             self.leaf_logliks[-1] - self.leaf_logliks[-2] < params.tol
         ):

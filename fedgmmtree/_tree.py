@@ -142,6 +142,8 @@ class Tree:
             if children.size == 0:
                 continue
             counts = self.n_samples[children]
+            if counts.sum() <= 0:
+                continue
             self.n_samples[node] = counts.sum()
             self.weight[children] = counts / counts.sum()
             self.means[node], self.covariances[node] = merge_moments(

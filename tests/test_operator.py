@@ -260,3 +260,45 @@ def test_a_grower_saved_during_leaf_refinement_resumes_bit_for_bit():
     assert resumed.leaf_logliks == straight.leaf_logliks
     a, b = resumed.tree.to_arrays(), straight.tree.to_arrays()
     assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_refine_leaves_leaves_a_leaf_without_mass_as_it_is():
+    from fedgmmtree import GrowthParams, TreeGrower, client_step
+
+    X, _ = _blobs(seed=7)
+    grower = TreeGrower(GrowthParams(random_state=0, refine_leaves=5, tol=0.0))
+    while not grower.refining:
+        grower.update({0: client_step(X, grower.instructions(0))})
+    tree = grower.tree
+    # as if no client had data in one leaf: its weight goes to its sibling
+    empty = int(tree.leaves()[0])
+    sibling = [int(c) for c in tree.children(tree.parent[empty]) if c != empty][0]
+    tree.weight[empty], tree.weight[sibling] = 0.0, 1.0
+    tree.n_samples[empty] = 0.0
+    kept_mean = tree.means[empty].copy()
+    while not grower.done:
+        grower.update({0: client_step(X, grower.instructions(0))})
+    assert len(grower.leaf_logliks) == 5
+    np.testing.assert_array_equal(grower.tree.means[empty], kept_mean)
+    assert grower.tree.n_samples[empty] == 0.0
+    assert np.all(np.isfinite(grower.tree.means))
+    assert np.all(np.isfinite(grower.tree.covariances))
+
+
+def test_refine_round_withholds_leaves_where_a_client_has_too_few_samples():
+    from fedgmmtree import GrowthParams, TreeGrower, client_step
+
+    X, _ = _blobs(seed=8)
+    grower = TreeGrower(GrowthParams(random_state=0, refine_leaves=2, min_count=5))
+    while not grower.refining:
+        grower.update({0: client_step(X, grower.instructions(0))})
+    full = client_step(X, grower.instructions(0))
+    nk = full["leaves.nk"]
+    small = nk.argmin()
+    # a client with only 3 rows of one leaf and all rows of the others
+    own = np.flatnonzero(grower.tree.route(X) == grower.tree.leaves()[small])[:3]
+    rest = np.flatnonzero(grower.tree.route(X) != grower.tree.leaves()[small])
+    reply = client_step(X[np.concatenate([own, rest])], grower.instructions(0))
+    assert reply["leaves.nk"][small] == 0.0
+    assert np.all(reply["leaves.first"][small] == 0.0)
+    assert np.all(reply["leaves.nk"][np.arange(nk.size) != small] > 0)
