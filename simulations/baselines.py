@@ -19,7 +19,7 @@ from sklearn.mixture import GaussianMixture
 from fedgmmtree import GMMTree
 from fedgmmtree.client_app import make_client_app
 
-from .engine import ENGINES, ArrayClients, engine_loader, run_strategy
+from .engine import run_partitions
 
 REFERENCES = ("gaussian_mixture", "bisecting_kmeans", "gmmtree")
 
@@ -189,26 +189,19 @@ def run_federated(
     -------
     run : FederatedRun
     """
-    if engine not in ENGINES:
-        raise ValueError(f"engine must be one of {ENGINES}, but got {engine!r}.")
-    loader = ArrayClients(
-        list(partitions),
-        None if labels is None else list(labels),
-        test_fraction,
-        seed,
+    result, seconds = run_partitions(
+        strategy,
+        client_app_factory,
+        partitions,
+        labels=labels,
+        test_fraction=test_fraction,
+        seed=seed,
+        engine=engine,
+        num_rounds=num_rounds,
+        timeout=timeout,
+        reply_seed=reply_seed,
+        backend_config=backend_config,
     )
-    started = time.time()
-    with engine_loader(loader, engine, backend_config) as load:
-        result = run_strategy(
-            strategy,
-            client_app_factory(load),
-            len(partitions),
-            engine=engine,
-            num_rounds=num_rounds,
-            timeout=timeout,
-            reply_seed=reply_seed,
-            backend_config=backend_config,
-        )
     evaluation = next(iter(result.evaluate_metrics_clientapp.values()), {})
     return FederatedRun(
         model=strategy.model(),
@@ -216,6 +209,6 @@ def run_federated(
         rounds=len(result.train_metrics_clientapp),
         bytes_down=strategy.bytes_down,
         bytes_up=strategy.bytes_up,
-        wall_time_s=time.time() - started,
+        wall_time_s=seconds,
         result=result,
     )

@@ -9,7 +9,7 @@ ClientApp directly, which is fast enough for tests and parameter grids.
 import os
 import tempfile
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from logging import ERROR
@@ -298,29 +298,25 @@ def simulate(
         ``model`` (a fitted :class:`fedgmmtree.GMMTree`) and ``history`` (rounds,
         evaluation, bytes each way, wall time).
     """
-    if engine not in ENGINES:
-        raise ValueError(f"engine must be one of {ENGINES}, but got {engine!r}.")
     strategy = FedGMMTree() if strategy is None else strategy
-    loader = ArrayClients(
-        list(partitions), labels and list(labels), test_fraction, seed
-    )
     if getattr(strategy, "min_nodes", 0) > len(partitions):
         raise ValueError(
             f"The strategy waits for min_nodes={strategy.min_nodes} nodes, but the "
             f"simulation has {len(partitions)} clients."
         )
-    started = time.time()
-    with engine_loader(loader, engine, backend_config) as load:
-        result = run_strategy(
-            strategy,
-            make_client_app(load),
-            len(partitions),
-            engine=engine,
-            num_rounds=num_rounds,
-            timeout=timeout,
-            reply_seed=reply_seed,
-            backend_config=backend_config,
-        )
+    result, seconds = run_partitions(
+        strategy,
+        make_client_app,
+        partitions,
+        labels=labels,
+        test_fraction=test_fraction,
+        seed=seed,
+        engine=engine,
+        num_rounds=num_rounds,
+        timeout=timeout,
+        reply_seed=reply_seed,
+        backend_config=backend_config,
+    )
     evaluation = next(iter(result.evaluate_metrics_clientapp.values()), {})
     history = {
         "rounds": [dict(r) for r in strategy.grower.history]
@@ -329,10 +325,41 @@ def simulate(
         "evaluation": {k: float(v) for k, v in evaluation.items()},
         "bytes_down": strategy.bytes_down,
         "bytes_up": strategy.bytes_up,
-        "wall_time_s": time.time() - started,
+        "wall_time_s": seconds,
         "result": result,
     }
     return Simulation(strategy.model(), history)
+
+
+def run_partitions(
+    strategy,
+    app_factory: Callable,
+    partitions: Sequence[np.ndarray],
+    *,
+    labels: Sequence[np.ndarray] | None = None,
+    test_fraction: float = 0.0,
+    seed: int = 0,
+    **options,
+):
+    """Run ``strategy`` over clients that each hold one array of ``partitions``.
+
+    ``app_factory(loader)`` makes the ClientApp; ``options`` go to
+    :func:`run_strategy`. Returns Flower's ``Result`` and the wall time in
+    seconds.
+    """
+    engine = options.get("engine", "inprocess")
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, but got {engine!r}.")
+    loader = ArrayClients(
+        list(partitions),
+        None if labels is None else list(labels),
+        test_fraction,
+        seed,
+    )
+    started = time.time()
+    with engine_loader(loader, engine, options.get("backend_config")) as load:
+        result = run_strategy(strategy, app_factory(load), len(partitions), **options)
+    return result, time.time() - started
 
 
 def run_strategy(
