@@ -799,7 +799,7 @@ class TreeGrower:
                 parts.append(moments)
         if not parts:
             self._leaf_rounds_left = 0
-            return self._record(float("nan"))
+            return self._leaf_record(float("nan"))
         summed = sum_moments(parts)
         if params.noise_multiplier > 0:
             summed = _repair(summed)
@@ -809,7 +809,7 @@ class TreeGrower:
         if np.any(summed.nk < self._min_leaf()):
             # a leaf would lose (almost) all its samples: the tree stays as it is
             self._leaf_rounds_left = 0
-            return self._record(mean_loglik)
+            return self._leaf_record(mean_loglik)
         _, means, covariances = gaussian_from_moments(
             summed.nk,
             summed.first,
@@ -832,7 +832,7 @@ class TreeGrower:
             self.leaf_logliks[-1] - self.leaf_logliks[-2] < params.tol
         ):
             self._leaf_rounds_left = 0
-        return self._record(mean_loglik)
+        return self._leaf_record(mean_loglik)
 
     def _parse_reply(self, client, arrays):
         """Yield ``(node, count, {candidate: moments}, histogram)`` per valid node."""
@@ -1094,6 +1094,11 @@ class TreeGrower:
                 )
                 return True
         return False
+
+    def _leaf_record(self, mean_loglik):
+        record = self._record(mean_loglik)
+        record["leaf_round"] = len(self.leaf_logliks)
+        return record
 
     def _record(self, mean_loglik):
         tree = self.tree

@@ -654,11 +654,16 @@ class FedGMMTree(Strategy):
             left_out=float(len(state.left_out)),
         )
         self.round_records.append(metrics)
+        stage = (
+            f"leaf refinement {int(record['leaf_round'])}"
+            if "leaf_round" in record
+            else f"active nodes {int(record['active'])}"
+        )
         log(
             INFO,
-            "[ROUND %d] active nodes %d, leaves %d, mean log-likelihood %.4f",
+            "[ROUND %d] %s, leaves %d, mean log-likelihood %.4f",
             state.server_round,
-            int(record["active"]),
+            stage,
             int(record["leaves"]),
             float(record["mean_loglik"]),
         )
