@@ -71,6 +71,25 @@ SPLIT_CRITERIA = ("bic", "aic", "normality")
 ROUTINGS = {"hard": HARD, "soft": SOFT}
 
 
+def _is_int(value, lowest: int) -> bool:
+    """Whether ``value`` is an integer (not a bool) of at least ``lowest``."""
+    return (
+        isinstance(value, int | np.integer)
+        and not isinstance(value, bool)
+        and value >= lowest
+    )
+
+
+def _is_real(value, lowest: float) -> bool:
+    """Whether ``value`` is a finite real number (not a bool) of at least ``lowest``."""
+    return (
+        isinstance(value, int | float | np.integer | np.floating)
+        and not isinstance(value, bool)
+        and bool(np.isfinite(value))
+        and value >= lowest
+    )
+
+
 @dataclass(frozen=True)
 class GrowthParams:
     """Settings of tree growth, shared by ``GMMTree`` and ``FedGMMTree``."""
@@ -106,7 +125,7 @@ class GrowthParams:
     def validate(self) -> "GrowthParams":
         """Raise a ValueError naming the first setting that is out of range."""
         checks = [
-            ("n_children", self.n_children, self.n_children >= 2, "an int >= 2"),
+            ("n_children", self.n_children, _is_int(self.n_children, 2), "an int >= 2"),
             (
                 "covariance_type",
                 self.covariance_type,
@@ -122,51 +141,49 @@ class GrowthParams:
             (
                 "min_samples_leaf",
                 self.min_samples_leaf,
-                self.min_samples_leaf >= 1,
+                _is_int(self.min_samples_leaf, 1),
                 "an int >= 1",
             ),
             (
                 "max_depth",
                 self.max_depth,
-                self.max_depth is None or self.max_depth >= 0,
+                self.max_depth is None or _is_int(self.max_depth, 0),
                 "None or an int >= 0",
             ),
             (
                 "max_leaves",
                 self.max_leaves,
-                self.max_leaves is None or self.max_leaves >= 1,
+                self.max_leaves is None or _is_int(self.max_leaves, 1),
                 "None or an int >= 1",
             ),
-            ("reg_covar", self.reg_covar, self.reg_covar >= 0, "a float >= 0"),
-            ("tol", self.tol, self.tol >= 0, "a float >= 0"),
-            ("max_iter", self.max_iter, self.max_iter >= 1, "an int >= 1"),
-            ("n_init", self.n_init, self.n_init >= 1, "an int >= 1"),
+            ("reg_covar", self.reg_covar, _is_real(self.reg_covar, 0), "a float >= 0"),
+            ("tol", self.tol, _is_real(self.tol, 0), "a float >= 0"),
+            ("max_iter", self.max_iter, _is_int(self.max_iter, 1), "an int >= 1"),
+            ("n_init", self.n_init, _is_int(self.n_init, 1), "an int >= 1"),
             (
                 "refine_leaves",
                 self.refine_leaves,
-                self.refine_leaves >= 0,
+                _is_int(self.refine_leaves, 0),
                 "an int >= 0",
             ),
             (
                 "init_steps",
                 self.init_steps,
-                self.init_steps is None or self.init_steps >= 1,
+                self.init_steps is None or _is_int(self.init_steps, 1),
                 "None or an int >= 1",
             ),
             (
                 "sample_size",
                 self.sample_size,
-                self.sample_size is None or self.sample_size >= 1,
+                self.sample_size is None or _is_int(self.sample_size, 1),
                 "None or an int >= 1",
             ),
             (
                 "subspace_dim",
                 self.subspace_dim,
                 self.subspace_dim is None
-                or (isinstance(self.subspace_dim, int) and self.subspace_dim >= 1)
-                or (
-                    isinstance(self.subspace_dim, float) and 0 < self.subspace_dim <= 1
-                ),
+                or _is_int(self.subspace_dim, 1)
+                or (_is_real(self.subspace_dim, 0) and 0 < self.subspace_dim <= 1),
                 "None, an int >= 1 or a float in (0, 1]",
             ),
             (
@@ -178,27 +195,27 @@ class GrowthParams:
             (
                 "significance",
                 self.significance,
-                0 < self.significance < 1,
+                _is_real(self.significance, 0) and 0 < self.significance < 1,
                 "a float in (0, 1)",
             ),
-            ("min_count", self.min_count, self.min_count >= 0, "an int >= 0"),
+            ("min_count", self.min_count, _is_int(self.min_count, 0), "an int >= 0"),
             (
                 "noise_multiplier",
                 self.noise_multiplier,
-                self.noise_multiplier >= 0,
+                _is_real(self.noise_multiplier, 0),
                 "a float >= 0",
             ),
             (
                 "clip_norm",
                 self.clip_norm,
                 (self.clip_norm is None and self.noise_multiplier == 0)
-                or (self.clip_norm is not None and self.clip_norm > 0),
+                or (_is_real(self.clip_norm, 0) and self.clip_norm > 0),
                 "a float > 0 (and it is required when noise_multiplier > 0)",
             ),
             (
                 "n_components_pca",
                 self.n_components_pca,
-                self.n_components_pca is None or self.n_components_pca >= 1,
+                self.n_components_pca is None or _is_int(self.n_components_pca, 1),
                 "None or an int >= 1",
             ),
         ]
@@ -323,7 +340,7 @@ class TreeGrower:
     @property
     def done(self) -> bool:
         """Whether the tree is complete (no active node, leaves refined)."""
-        return self._grown and self._leaf_rounds_left == 0
+        return self._grown and not self.refining
 
     @property
     def _grown(self) -> bool:
@@ -331,8 +348,15 @@ class TreeGrower:
 
     @property
     def refining(self) -> bool:
-        """Whether the next round is a round of flat EM over the leaves."""
-        return self._grown and self._leaf_rounds_left > 0
+        """Whether the next round is a round of flat EM over the leaves.
+
+        A tree with fewer than two leaves that hold mass has nothing to refine.
+        """
+        return (
+            self._grown
+            and self._leaf_rounds_left > 0
+            and self._refined_leaves().size > 1
+        )
 
     def stop(self) -> None:
         """Turn every active node into a leaf (the round cap was reached)."""
@@ -563,9 +587,16 @@ class TreeGrower:
             if moments.n_samples > 0:
                 parts.append(moments)
         if not parts or sum(m.n_samples for m in parts) <= 0:
+            withheld = (
+                f"; with min_count={params.min_count}, a client with fewer rows "
+                "than that sends none"
+                if params.min_count > 0
+                else ""
+            )
             raise FederationError(
                 "No data: every client that answered holds 0 samples "
-                f"({len(replies)} replies, {len(self.rejections)} left out)."
+                f"({len(replies)} replies, {len(self.rejections)} left out)"
+                f"{withheld}."
             )
         total = sum_moments(parts)
         if self.params.noise_multiplier > 0:

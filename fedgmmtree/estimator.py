@@ -12,7 +12,13 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from ._client import route_soft
 from ._gaussian import log_gaussian_prob, precisions_cholesky
 from ._merge import cut_linkage, merge_linkage
-from ._protocol import GrowthParams, TreeGrower, apply_transform, client_step
+from ._protocol import (
+    GrowthParams,
+    TreeGrower,
+    _is_int,
+    apply_transform,
+    client_step,
+)
 from ._tree import LEAF, Tree
 from .validation import check_client_data
 
@@ -214,7 +220,7 @@ class GMMTree(ClusterMixin, DensityMixin, BaseEstimator):
         """
         X = validate_data(self, X, dtype=np.float64, ensure_all_finite=False)
         X = check_client_data(X)
-        if self.n_clusters is not None and self.n_clusters < 1:
+        if self.n_clusters is not None and not _is_int(self.n_clusters, 1):
             raise ValueError(
                 f"n_clusters must be None or an int >= 1, but got {self.n_clusters!r}."
             )

@@ -60,9 +60,25 @@ def strategy_from_run_config(run_config: dict) -> FedGMMTree:
     for key, (name, kind, none_value) in RUN_CONFIG_KEYS.items():
         if key not in run_config:
             continue
-        value = kind(run_config[key])
+        value = _read_setting(key, run_config[key], kind)
         kwargs[name] = None if none_value is not None and value == none_value else value
     return FedGMMTree(**kwargs)
+
+
+def _read_setting(key: str, raw, kind):
+    """``raw`` as ``kind``, or a ValueError that names the run-config key."""
+    expected = {int: "an integer", float: "a number", bool: "true or false"}
+    try:
+        if kind is int and isinstance(raw, float) and not raw.is_integer():
+            raise ValueError
+        if kind is bool and not isinstance(raw, bool):
+            raise ValueError
+        return kind(raw)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"Run config {key} must be {expected.get(kind, kind.__name__)}, "
+            f"but got {raw!r}."
+        ) from None
 
 
 def results_table(results: dict) -> str:
@@ -121,12 +137,32 @@ def run_strategy(
     return strategy, results
 
 
+RESULT_FILES = ("results.json", "model.npz", "partial_tree.npz")
+
+
+def clear_results(results_dir: str) -> Path:
+    """Remove an earlier run's result files from ``results_dir`` (nothing else)."""
+    folder = Path(results_dir).expanduser().resolve()
+    for name in RESULT_FILES:
+        (folder / name).unlink(missing_ok=True)
+    return folder
+
+
 def write_results(results: dict, strategy: FedGMMTree, results_dir: str) -> Path:
     """Write ``results.json`` and ``model.npz`` into ``results_dir``."""
     folder = Path(results_dir).expanduser().resolve()
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "results.json").write_text(json.dumps(results, indent=2))
     strategy.model().save(folder / "model.npz")
+    return folder
+
+
+def write_failure(error: Exception, results_dir: str) -> Path:
+    """Write ``results.json`` for a run that failed before it could start."""
+    folder = Path(results_dir).expanduser().resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    results = {"status": "failed", "error": str(error), "rounds": 0}
+    (folder / "results.json").write_text(json.dumps(results, indent=2))
     return folder
 
 
@@ -160,12 +196,21 @@ def main(grid: Grid, context: Context) -> None:
     """Grow the tree, print the results table and write the results folder."""
     run_config = dict(context.run_config)
     results_dir = str(run_config.get("results-dir", "results"))
-    strategy = strategy_from_run_config(run_config)
+    clear_results(results_dir)
+    try:
+        strategy = strategy_from_run_config(run_config)
+    except ValueError as error:
+        folder = write_failure(error, results_dir)
+        log(ERROR, "main: %s (results.json in %s says so)", error, folder)
+        raise
     try:
         strategy, results = run_strategy(grid, run_config, strategy)
     except FederationError as error:
         folder = write_partial(strategy, error, results_dir)
-        log(ERROR, "main: the run failed; its tree so far is in %s", folder)
+        if strategy.grower.tree is None:
+            log(ERROR, "main: the run failed before any tree; see %s", folder)
+        else:
+            log(ERROR, "main: the run failed; its tree so far is in %s", folder)
         raise
     folder = write_results(results, strategy, results_dir)
     reduced = results["pca_components"]

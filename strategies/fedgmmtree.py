@@ -45,7 +45,7 @@ from flwr.serverapp.strategy import Result, Strategy
 from flwr.supercore import log
 
 from fedgmmtree import FederationError, GMMTree, GrowthParams, TreeGrower
-from fedgmmtree._protocol import Rejection
+from fedgmmtree._protocol import Rejection, _is_int
 from fedgmmtree.checkpoint import load_checkpoint, save_checkpoint
 from fedgmmtree.metrics import clustering_scores
 from fedgmmtree.validation import check_reply
@@ -391,7 +391,8 @@ class FedGMMTree(Strategy):
                     f"Only {connected} of min_nodes={self.min_nodes} nodes connected "
                     f"within node_wait_timeout={self.node_wait_timeout:g}s. A "
                     "federation that cannot have that many nodes (a simulation has "
-                    "exactly num-supernodes) never will: lower min_nodes, start more "
+                    "exactly num-supernodes) never will: lower min_nodes (run config "
+                    "min-nodes), start more "
                     "SuperNodes, or raise node_wait_timeout."
                 )
             time.sleep(min(0.2, left))
@@ -771,14 +772,6 @@ def _reply_order(msg: Message) -> tuple[int, int, int]:
         return (0, int(msg.content[CLIENT_KEY]["client-key"]), node_id)
     except (KeyError, TypeError, ValueError):
         return (1, 0, node_id)
-
-
-def _is_int(value, lowest: int) -> bool:
-    return (
-        isinstance(value, int | np.integer)
-        and not isinstance(value, bool)
-        and value >= lowest
-    )
 
 
 def _check_setting(name: str, value, ok: bool, expected: str) -> None:

@@ -710,3 +710,34 @@ def test_deployment_killed_node_fails_with_clear_error(
     with np.load(results_dir / "partial_tree.npz") as saved:
         tree = Tree.from_arrays({key: saved[key] for key in saved.files})
     assert tree.n_samples[0] == pooled(node_files).shape[0]
+
+
+def test_server_main_with_a_bad_setting_reports_it_and_keeps_no_stale_model(
+    tmp_path,
+):
+    from fedgmmtree import server_app
+
+    results_dir = tmp_path / "results"
+    results_dir.mkdir()
+    (results_dir / "model.npz").write_bytes(b"an earlier run's model")
+    (results_dir / "results.json").write_text('{"status": "completed"}')
+    context = _context({}, {"max-depth": 1.7, "results-dir": str(results_dir)})
+
+    with pytest.raises(ValueError, match="Run config max-depth must be an integer"):
+        server_app.main(None, context)
+
+    results = json.loads((results_dir / "results.json").read_text())
+    assert results["status"] == "failed"
+    assert "max-depth" in results["error"]
+    assert not (results_dir / "model.npz").exists()
+
+
+@pytest.mark.parametrize(
+    "config, key",
+    [({"refine-leaves": "five"}, "refine-leaves"), ({"tol": "small"}, "tol")],
+)
+def test_run_config_names_the_key_it_cannot_read(config, key):
+    from fedgmmtree.server_app import strategy_from_run_config
+
+    with pytest.raises(ValueError, match=f"Run config {key} must be"):
+        strategy_from_run_config(config)

@@ -177,3 +177,40 @@ def test_gmmtree_rejects_bad_parameters_with_the_allowed_values(params, match):
     X, _ = _blobs(n=20)
     with pytest.raises(ValueError, match=match):
         GMMTree(**params).fit(X)
+
+
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("refine_leaves", 2.5),
+        ("refine_leaves", True),
+        ("refine_leaves", "5"),
+        ("init_steps", 2.5),
+        ("max_depth", 1.5),
+        ("n_init", np.inf),
+        ("n_clusters", 2.5),
+        ("reg_covar", "small"),
+        ("tol", np.nan),
+    ],
+)
+def test_a_setting_of_the_wrong_type_is_refused_by_name(name, value):
+    X, _ = _blobs()
+    with pytest.raises(ValueError, match=f"{name} must be"):
+        GMMTree(**{name: value}).fit(X)
+
+
+def test_refine_leaves_on_a_single_leaf_costs_no_round():
+    X, _ = _blobs()
+    plain = GMMTree(max_depth=0).fit(X)
+    refined = GMMTree(max_depth=0, refine_leaves=5).fit(X)
+    assert refined.n_rounds_ == plain.n_rounds_
+    np.testing.assert_array_equal(refined.tree_.means, plain.tree_.means)
+
+
+def test_min_count_above_every_clients_rows_says_so():
+    from fedgmmtree import FederationError, GrowthParams, TreeGrower, client_step
+
+    X, _ = _blobs()
+    grower = TreeGrower(GrowthParams(min_count=10_000))
+    with pytest.raises(FederationError, match="min_count=10000"):
+        grower.update({0: client_step(X, grower.instructions(0))})
