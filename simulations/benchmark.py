@@ -165,6 +165,10 @@ def run_benchmark(cfg: DictConfig, output_dir: str | Path) -> list[dict]:
             notes.append(f"total wall time {time.time() - started:.0f} s")
             table = _write_tables(runs, notes, cfg, output_dir)
     print((output_dir / "benchmark.md").read_text())
+    print(
+        f"\nbenchmark.md, benchmark.csv and benchmark_runs.csv are in "
+        f"{output_dir.resolve()}"
+    )
     return table
 
 

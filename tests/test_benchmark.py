@@ -40,7 +40,9 @@ def test_run_benchmark_tiny_grid_writes_one_row_per_method(tmp_path, capsys):
     markdown = (tmp_path / "benchmark.md").read_text()
     assert "gagolewski/uci/wine:std skipped: no data_dir given" in markdown
     assert markdown.count("| iris | iid |") == 2
-    assert "| iris | iid |" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "| iris | iid |" in out
+    assert f"benchmark_runs.csv are in {tmp_path.resolve()}" in out
 
 
 def test_benchmark_configs_compose():
