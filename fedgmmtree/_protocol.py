@@ -600,7 +600,7 @@ class TreeGrower:
             )
         total = sum_moments(parts)
         if self.params.noise_multiplier > 0:
-            total = _repair(total)
+            total = _repair(total, self._noise_scale(len(parts)))
         n = total.n_samples
         mean = total.center + total.first[0] / n
         total = total.shifted(mean)
@@ -790,7 +790,10 @@ class TreeGrower:
                 self._fits.pop(node, None)
                 continue
             if self.params.noise_multiplier > 0:
-                summed = {c: _repair(m) for c, m in summed.items()}
+                summed = {
+                    c: _repair(m, self._noise_scale(len(per_node[node][c])))
+                    for c, m in summed.items()
+                }
             hist = np.sum(histograms[node], axis=0) if histograms[node] else None
             if self._fits[node].final:
                 self._final_step(node, summed, counts_per_node[node], hist)
@@ -833,7 +836,7 @@ class TreeGrower:
             return self._leaf_record(float("nan"))
         summed = sum_moments(parts)
         if params.noise_multiplier > 0:
-            summed = _repair(summed)
+            summed = _repair(summed, self._noise_scale(len(parts)))
         mean_loglik = summed.loglik / summed.n_samples
         self.leaf_logliks.append(mean_loglik)
         self._leaf_rounds_left -= 1
@@ -1126,6 +1129,11 @@ class TreeGrower:
                 return True
         return False
 
+    def _noise_scale(self, n_clients: int) -> float:
+        """Standard deviation of the noise on a second-moment sum of ``n_clients``."""
+        params = self.params
+        return params.noise_multiplier * params.clip_norm**2 * np.sqrt(n_clients)
+
     def _leaf_record(self, mean_loglik):
         record = self._record(mean_loglik)
         record["leaf_round"] = len(self.leaf_logliks)
@@ -1184,14 +1192,19 @@ def _psd_part(covariance: np.ndarray) -> np.ndarray:
     return (eigvecs * np.maximum(eigvals, 0.0)) @ eigvecs.T
 
 
-def _repair(moments: Moments) -> Moments:
-    """Noisy sums made usable: positive counts and positive semi-definite scatter.
+def _repair(moments: Moments, noise: float = 0.0) -> Moments:
+    """Noisy sums made usable: positive counts and a scatter above the noise.
 
-    The scatter ``second / nk - shift shift^T`` of each component is projected
-    onto the positive semi-definite cone and the second moment rebuilt from it,
-    so the M-step can only give valid covariances.
+    The scatter ``second / nk - shift shift^T`` of each component is symmetrised
+    and its eigenvalues are raised to at least what the noise alone could give
+    (``noise``, the standard deviation of the noise on each second-moment sum,
+    times ``2 sqrt(d) / nk``: the spectral size of a symmetric Gaussian matrix),
+    then the second moment is rebuilt from it. The M-step so gives valid
+    covariances, and a child cannot shrink below the noise in any direction and
+    win a likelihood rule by it.
     """
     nk = np.maximum(moments.nk, 1.0)
+    floor = noise * 2.0 * np.sqrt(moments.first.shape[1]) / nk
     shift = moments.first / nk[:, np.newaxis]
     if moments.second.ndim == 3:
         scatter = moments.second / nk[:, np.newaxis, np.newaxis] - np.einsum(
@@ -1201,13 +1214,18 @@ def _repair(moments: Moments) -> Moments:
             0.5 * (scatter + np.transpose(scatter, (0, 2, 1)))
         )
         scatter = np.einsum(
-            "kij,kj,klj->kil", eigvecs, np.maximum(eigvals, 0.0), eigvecs
+            "kij,kj,klj->kil",
+            eigvecs,
+            np.maximum(eigvals, floor[:, np.newaxis]),
+            eigvecs,
         )
         second = nk[:, np.newaxis, np.newaxis] * (
             scatter + np.einsum("ki,kj->kij", shift, shift)
         )
     else:
-        scatter = np.maximum(moments.second / nk[:, np.newaxis] - shift**2, 0.0)
+        scatter = np.maximum(
+            moments.second / nk[:, np.newaxis] - shift**2, floor[:, np.newaxis] / 2.0
+        )
         second = nk[:, np.newaxis] * (scatter + shift**2)
     return Moments(nk, moments.first, second, moments.loglik, moments.center)
 

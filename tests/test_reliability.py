@@ -18,6 +18,7 @@ from threadpoolctl import threadpool_limits
 from fedgmmtree import (
     DataWarning,
     FederationError,
+    GMMTree,
     GrowthParams,
     TreeGrower,
     client_step,
@@ -844,3 +845,41 @@ def test_evaluation_sums_in_client_key_order_whatever_the_node_ids(monkeypatch):
     first = strategy.aggregate_evaluate(1, replies({0: 7, 1: 3, 2: 5}))
     second = strategy.aggregate_evaluate(1, replies({0: 4, 1: 9, 2: 2}))
     assert first["heldout_mean_loglik"] == second["heldout_mean_loglik"]
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "diag"])
+def test_noise_does_not_let_a_child_shrink_below_it(covariance_type, seeded_noise):
+    # noisy second moments once gave children a near-zero variance in some
+    # direction, a likelihood spike, and leaves with a held-out score of -40
+    rng = np.random.default_rng(1)
+    centres = np.array([[0, 0, 0], [6, 0, 0], [0, 6, 0], [6, 6, 6]])
+    X = np.vstack([rng.normal(c, 0.5, (5000, 3)) for c in centres])
+    X = X[rng.permutation(len(X))]
+    exact = GMMTree(random_state=0, covariance_type=covariance_type).fit(X)
+    for seed in range(3):
+        strategy = FedGMMTree(
+            random_state=seed,
+            covariance_type=covariance_type,
+            noise_multiplier=1.0,
+            clip_norm=15.0,
+        )
+        strategy.start(_grid(np.array_split(X, 8), None, None, InProcessGrid), 5.0)
+        model = strategy.model()
+        smallest = [
+            np.min(np.linalg.eigvalsh(c) if c.ndim == 2 else c)
+            for c in model.covariances_
+        ]
+        assert min(smallest) > 1e-3, seed
+        assert model.score(X) > exact.score(X) - 0.75, seed
+
+
+def test_repair_raises_every_scatter_eigenvalue_to_the_noise_floor():
+    from fedgmmtree._protocol import _repair
+    from fedgmmtree._stats import Moments
+
+    second = np.array([np.diag([4.0, 1e-9, -2.0])]) * 10.0
+    moments = Moments(np.array([10.0]), np.zeros((1, 3)), second, 0.0, np.zeros(3))
+    repaired = _repair(moments, noise=5.0)
+    floor = 5.0 * 2.0 * np.sqrt(3) / 10.0
+    eigvals = np.linalg.eigvalsh(repaired.second[0] / 10.0)
+    np.testing.assert_allclose(np.sort(eigvals), [floor, floor, 4.0])
