@@ -317,6 +317,15 @@ class TreeGrower:
 
     def __init__(self, params: GrowthParams):
         self.params = params.validate()
+        if params.clip_norm is not None and params.noise_multiplier == 0:
+            warnings.warn(
+                f"clip_norm={params.clip_norm} without noise_multiplier: rows are "
+                "clipped (at the root, the rows themselves) and no noise is added, "
+                "so the tree differs from GMMTree.fit on the same data. Set "
+                "noise_multiplier for privacy, or leave clip_norm out.",
+                UserWarning,
+                stacklevel=2,
+            )
         self.round = 0
         self.tree: Tree | None = None
         self.n_features_in: int | None = None

@@ -883,3 +883,8 @@ def test_repair_raises_every_scatter_eigenvalue_to_the_noise_floor():
     floor = 5.0 * 2.0 * np.sqrt(3) / 10.0
     eigvals = np.linalg.eigvalsh(repaired.second[0] / 10.0)
     np.testing.assert_allclose(np.sort(eigvals), [floor, floor, 4.0])
+
+
+def test_clip_norm_without_noise_warns_that_it_only_clips():
+    with pytest.warns(UserWarning, match="clip_norm=5.0 without noise_multiplier"):
+        TreeGrower(GrowthParams(clip_norm=5.0))
