@@ -69,6 +69,8 @@ from .exceptions import DataWarning, FederationError
 
 SPLIT_CRITERIA = ("bic", "aic", "normality")
 ROUTINGS = {"hard": HARD, "soft": SOFT}
+# candidate covariances of one node above this size a round get a warning
+LARGE_MESSAGE_BYTES = 64 * 2**20
 
 
 def _is_int(value, lowest: int) -> bool:
@@ -622,6 +624,7 @@ class TreeGrower:
         if params.covariance_type == "diag" and covariance.ndim == 2:
             covariance = np.diag(covariance)
         n_work = mean.shape[0]
+        self._advise_diag(n_work)
         scatter = n * covariance
         covariance = covariance + (
             params.reg_covar * np.eye(n_work)
@@ -641,6 +644,24 @@ class TreeGrower:
             params.covariance_type,
         )
         return self._record(loglik / n)
+
+    def _advise_diag(self, n_features: int) -> None:
+        """Warn when full covariances make every node's messages large."""
+        params = self.params
+        if params.covariance_type != "full":
+            return
+        per_node = params.n_init * params.n_children * n_features**2 * 8
+        if per_node <= LARGE_MESSAGE_BYTES:
+            return
+        warnings.warn(
+            f"Full covariances over {n_features} features: each active node "
+            f"sends each client {per_node / 2**20:,.0f} MiB of candidate "
+            "covariances a round, and gets as much back. covariance_type='diag' "
+            f"({per_node / n_features / 2**20:,.2f} MiB), n_components_pca or "
+            "a smaller n_init keep messages small.",
+            UserWarning,
+            stacklevel=3,
+        )
 
     def _warn_degenerate_columns(self, mean, covariance):
         variances = np.diag(covariance) if covariance.ndim == 2 else covariance

@@ -1,6 +1,8 @@
 """The options of the operator T: sampled steps, random subspaces, several inits,
 soft routing, the normality rule and federated standardisation."""
 
+import warnings
+
 import numpy as np
 import pytest
 from sklearn.metrics import adjusted_rand_score
@@ -302,3 +304,13 @@ def test_refine_round_withholds_leaves_where_a_client_has_too_few_samples():
     assert reply["leaves.nk"][small] == 0.0
     assert np.all(reply["leaves.first"][small] == 0.0)
     assert np.all(reply["leaves.nk"][np.arange(nk.size) != small] > 0)
+
+
+def test_full_covariances_that_make_large_messages_advise_diag():
+    X = np.random.default_rng(0).normal(size=(30, 1200))
+    with pytest.warns(UserWarning, match="covariance_type='diag'"):
+        GMMTree(max_depth=0).fit(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        GMMTree(max_depth=0, covariance_type="diag").fit(X)
+        GMMTree(max_depth=0).fit(X[:, :100])
