@@ -45,10 +45,22 @@ def test_run_benchmark_tiny_grid_writes_one_row_per_method(tmp_path, capsys):
     assert f"benchmark_runs.csv are in {tmp_path.resolve()}" in out
 
 
-def test_benchmark_configs_compose():
-    for grid in ("full", "quick"):
-        cfg = _compose([f"benchmark_grid={grid}"])
-        assert cfg.datasets and cfg.seeds
+def test_benchmark_grids_replace_the_default_settings():
+    default = _compose([])
+    quick = _compose(["benchmark_grid=quick"])
+    full = _compose(["benchmark_grid=full"])
+    assert list(quick.datasets) == [
+        "digits:pca20",
+        "wine:std",
+        "breast_cancer:std",
+        "hierarchical",
+    ]
+    assert list(quick.partitions) == ["iid", "dirichlet_0.1"]
+    assert list(full.seeds) == [0, 1, 2, 3, 4]
+    assert full.fedgmmtree.n_init == 3 and default.fedgmmtree.n_init == 1
+    assert len(full.datasets) > len(default.datasets)
+    # a command-line override still wins over the grid
+    assert list(_compose(["benchmark_grid=quick", "seeds=[0]"]).seeds) == [0]
 
 
 def test_remedy_variants_run_on_their_cells_only(tmp_path):
