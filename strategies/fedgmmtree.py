@@ -673,7 +673,8 @@ class FedGMMTree(Strategy):
 
     def _failure_message(self, state: _Round) -> str:
         problems = "; ".join(
-            f"{who}: {reason}" for who, reason in sorted(state.last_problems.items())
+            f"{who}: {reason.rstrip('.')}"
+            for who, reason in sorted(state.last_problems.items())
         )
         if self.checkpoint_dir is not None and self.grower.round > 0:
             kept = (
