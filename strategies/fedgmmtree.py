@@ -299,7 +299,6 @@ class FedGMMTree(Strategy):
         return MetricRecord({k: float(v) for k, v in scores.items()})
 
     # ----------------------------------------------------------------- the loop
-    # ----------------------------------------------------------------- the loop
 
     def start(
         self,
