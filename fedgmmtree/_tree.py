@@ -245,7 +245,8 @@ class Tree:
         lines = []
 
         def visit(node, prefix, last):
-            branch = "" if self.parent[node] < 0 else ("└── " if last else "├── ")
+            elbow = "└── " if last else "├── "
+            branch = "" if self.parent[node] < 0 else elbow
             mean = np.array2string(
                 self.means[node][:4], precision=feature_digits, separator=", "
             )

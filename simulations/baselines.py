@@ -1,25 +1,19 @@
-"""Baselines beside FedGMMTree: centralised references and a federated driver.
+"""Centralised references beside FedGMMTree.
 
 Simulation layer. :func:`fit_reference` fits a centralised reference on pooled
 data with one small interface (labels, held-out mean log-likelihood where the
-model defines one, wall time). :func:`run_federated` runs any of the federated
-baselines of :mod:`strategies` (or FedGMMTree) over in-memory client arrays,
-in-process or on Flower's Ray-backed engine, with the project's ClientApp and
-the baselines' handlers added to it.
+model defines one, wall time). The federated baselines of :mod:`strategies` run
+through :func:`simulations.engine.run_federated`, as FedGMMTree does.
 """
 
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from sklearn.cluster import BisectingKMeans
 from sklearn.mixture import GaussianMixture
 
 from fedgmmtree import GMMTree
-from fedgmmtree.client_app import make_client_app
-
-from .engine import run_partitions
 
 REFERENCES = ("gaussian_mixture", "bisecting_kmeans", "gmmtree")
 
@@ -108,107 +102,3 @@ def fit_reference(
     if hasattr(model, "score_samples") and X_test.shape[0]:
         loglik = float(np.mean(model.score_samples(X_test)))
     return ReferenceFit(name, model, labels, test_labels, loglik, wall_time)
-
-
-@dataclass
-class FederatedRun:
-    """What :func:`run_federated` returns.
-
-    Attributes
-    ----------
-    model : object
-        ``strategy.model()``.
-    evaluation : dict of str to float
-        ARI, NMI, held-out mean log-likelihood, held-out rows, clients.
-    rounds : int
-        Training rounds (the evaluation round not counted).
-    bytes_down, bytes_up : int
-        Bytes of the records sent to and from the clients in the training rounds
-        (FedGMMTree counts its arrays only).
-    wall_time_s : float
-    result : flwr.serverapp.strategy.Result
-    """
-
-    model: object
-    evaluation: dict
-    rounds: int
-    bytes_down: int
-    bytes_up: int
-    wall_time_s: float
-    result: object = field(repr=False)
-
-
-def baseline_client_app(loader: Callable):
-    """The project's ClientApp for ``loader``, with the baselines' handlers.
-
-    :func:`fedgmmtree.client_app.make_client_app` registers them already.
-    """
-    return make_client_app(loader)
-
-
-def run_federated(
-    strategy,
-    partitions: Sequence[np.ndarray],
-    *,
-    labels: Sequence[np.ndarray] | None = None,
-    test_fraction: float = 0.0,
-    engine: str = "inprocess",
-    num_rounds: int = 1000,
-    timeout: float = 600.0,
-    reply_seed: int | None = None,
-    client_app_factory: Callable = baseline_client_app,
-    backend_config: dict | None = None,
-    seed: int = 0,
-) -> FederatedRun:
-    """Run a federated strategy over clients that each hold one array.
-
-    Parameters
-    ----------
-    strategy : FederatedBaseline or FedGMMTree
-        A fresh strategy.
-    partitions : sequence of ndarray of shape (n_rows_client, n_features)
-        One array per client; the client key is its position.
-    labels : sequence of ndarray of shape (n_rows_client,), optional
-        Each client's labels, for ARI and NMI (clients send only counts).
-    test_fraction : float, default=0.0
-        Share of each client's rows held out.
-    engine : {"inprocess", "ray"}, default="inprocess"
-    num_rounds : int, default=1000
-    timeout : float, default=600.0
-        Seconds to wait for the replies of one round.
-    reply_seed : int, optional
-        In-process only: replies come back in a seeded random order.
-    client_app_factory : callable, default=baseline_client_app
-        ``factory(loader) -> ClientApp``; tests pass one that fails on purpose.
-    backend_config : dict, optional
-        Ray only: Flower's backend config.
-    seed : int, default=0
-        Seed of the train/test split.
-
-    Returns
-    -------
-    run : FederatedRun
-    """
-    result, seconds = run_partitions(
-        strategy,
-        client_app_factory,
-        partitions,
-        labels=labels,
-        test_fraction=test_fraction,
-        seed=seed,
-        engine=engine,
-        num_rounds=num_rounds,
-        timeout=timeout,
-        reply_seed=reply_seed,
-        backend_config=backend_config,
-    )
-    evaluation = next(iter(result.evaluate_metrics_clientapp.values()), {})
-    return FederatedRun(
-        model=strategy.model(),
-        evaluation={k: float(v) for k, v in evaluation.items()},
-        rounds=len(result.train_metrics_clientapp),
-        bytes_down=strategy.bytes_down,
-        bytes_up=strategy.bytes_up,
-        wall_time_s=seconds,
-        result=result,
-    )

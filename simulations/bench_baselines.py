@@ -24,9 +24,10 @@ from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
 from strategies import FedEM, FedGenGMM, FedGMMTree, KFed
 
-from .baselines import fit_reference, run_federated
+from .baselines import fit_reference
 from .clients import split_client_data
 from .datasets import load_dataset, preprocess
+from .engine import run_federated
 from .partitions import partition
 
 

@@ -15,7 +15,7 @@ under ``data_dir``). Gagolewski sets are skipped with a note without
 Gagolewski set marks noise and is not counted).
 
 The federated methods run on the fast in-process driver
-(:func:`simulations.baselines.run_federated`); the centralised references fit
+(:func:`simulations.engine.run_federated`); the centralised references fit
 the pooled training rows of the same clients. One cell (``engine_check``) runs
 every federated method on Flower's simulation engine too, so that the table
 shows the two agree and what the engine costs. A setting that cannot be met
@@ -48,10 +48,10 @@ from threadpoolctl import threadpool_limits
 from fedgmmtree import GMMTree
 from strategies import FedGMMTree
 
-from .baselines import run_federated
 from .bench_baselines import federated_methods, federated_row, reference_rows
 from .clients import split_client_data
 from .datasets import list_gagolewski, load_dataset, preprocess
+from .engine import run_federated
 from .partitions import partition
 
 _logger = logging.getLogger(__name__)

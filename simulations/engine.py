@@ -304,52 +304,102 @@ def simulate(
             f"The strategy waits for min_nodes={strategy.min_nodes} nodes, but the "
             f"simulation has {len(partitions)} clients."
         )
-    result, seconds = run_partitions(
+    run = run_federated(
         strategy,
-        make_client_app,
         partitions,
         labels=labels,
         test_fraction=test_fraction,
-        seed=seed,
         engine=engine,
         num_rounds=num_rounds,
         timeout=timeout,
         reply_seed=reply_seed,
         backend_config=backend_config,
+        seed=seed,
     )
-    evaluation = next(iter(result.evaluate_metrics_clientapp.values()), {})
     history = {
         "rounds": [dict(r) for r in strategy.grower.history]
         if hasattr(strategy, "grower")
         else list(strategy.history),
-        "evaluation": {k: float(v) for k, v in evaluation.items()},
-        "bytes_down": strategy.bytes_down,
-        "bytes_up": strategy.bytes_up,
-        "wall_time_s": seconds,
-        "result": result,
+        "evaluation": run.evaluation,
+        "bytes_down": run.bytes_down,
+        "bytes_up": run.bytes_up,
+        "wall_time_s": run.wall_time_s,
+        "result": run.result,
     }
-    return Simulation(strategy.model(), history)
+    return Simulation(run.model, history)
 
 
-def run_partitions(
+@dataclass
+class FederatedRun:
+    """What :func:`run_federated` returns.
+
+    Attributes
+    ----------
+    model : object
+        ``strategy.model()``.
+    evaluation : dict of str to float
+        ARI, NMI, held-out mean log-likelihood, held-out rows, clients.
+    rounds : int
+        Training rounds (the evaluation round not counted).
+    bytes_down, bytes_up : int
+        Bytes of the records sent to and from the clients in the training rounds
+        (FedGMMTree counts its arrays only).
+    wall_time_s : float
+    result : flwr.serverapp.strategy.Result
+    """
+
+    model: object
+    evaluation: dict
+    rounds: int
+    bytes_down: int
+    bytes_up: int
+    wall_time_s: float
+    result: object = field(repr=False)
+
+
+def run_federated(
     strategy,
-    app_factory: Callable,
     partitions: Sequence[np.ndarray],
     *,
     labels: Sequence[np.ndarray] | None = None,
     test_fraction: float = 0.0,
+    engine: str = "inprocess",
+    num_rounds: int = 1000,
+    timeout: float = 600.0,
+    reply_seed: int | None = None,
+    client_app_factory: Callable = make_client_app,
+    backend_config: dict | None = None,
     seed: int = 0,
-    **options,
-):
-    """Run ``strategy`` over clients that each hold one array of ``partitions``.
+) -> FederatedRun:
+    """Run a federated strategy over clients that each hold one array.
 
-    ``app_factory(loader)`` makes the ClientApp; ``options`` go to
-    :func:`run_strategy`. Returns Flower's ``Result`` and the wall time in
-    seconds.
+    Parameters
+    ----------
+    strategy : FederatedBaseline or FedGMMTree
+        A fresh strategy.
+    partitions : sequence of ndarray of shape (n_rows_client, n_features)
+        One array per client; the client key is its position.
+    labels : sequence of ndarray of shape (n_rows_client,), optional
+        Each client's labels, for ARI and NMI (clients send only counts).
+    test_fraction : float, default=0.0
+        Share of each client's rows held out.
+    engine : {"inprocess", "ray"}, default="inprocess"
+    num_rounds : int, default=1000
+    timeout : float, default=600.0
+        Seconds to wait for the replies of one round.
+    reply_seed : int, optional
+        In-process only: replies come back in a seeded random order.
+    client_app_factory : callable, default=make_client_app
+        ``factory(loader) -> ClientApp``; tests pass one that fails on purpose.
+    backend_config : dict, optional
+        Ray only: Flower's backend config.
+    seed : int, default=0
+        Seed of the train/test split.
+
+    Returns
+    -------
+    run : FederatedRun
     """
-    engine = options.get("engine", "inprocess")
-    if engine not in ENGINES:
-        raise ValueError(f"engine must be one of {ENGINES}, but got {engine!r}.")
     loader = ArrayClients(
         list(partitions),
         None if labels is None else list(labels),
@@ -357,9 +407,27 @@ def run_partitions(
         seed,
     )
     started = time.time()
-    with engine_loader(loader, engine, options.get("backend_config")) as load:
-        result = run_strategy(strategy, app_factory(load), len(partitions), **options)
-    return result, time.time() - started
+    with engine_loader(loader, engine, backend_config) as load:
+        result = run_strategy(
+            strategy,
+            client_app_factory(load),
+            len(partitions),
+            engine=engine,
+            num_rounds=num_rounds,
+            timeout=timeout,
+            reply_seed=reply_seed,
+            backend_config=backend_config,
+        )
+    evaluation = next(iter(result.evaluate_metrics_clientapp.values()), {})
+    return FederatedRun(
+        model=strategy.model(),
+        evaluation={k: float(v) for k, v in evaluation.items()},
+        rounds=len(result.train_metrics_clientapp),
+        bytes_down=strategy.bytes_down,
+        bytes_up=strategy.bytes_up,
+        wall_time_s=time.time() - started,
+        result=result,
+    )
 
 
 def run_strategy(

@@ -68,9 +68,15 @@ from fedgmmtree._tree import EMPTY
 from fedgmmtree.client_app import make_client_app
 from strategies import FedEM, FedGMMTree, FlatMixture
 
-from .baselines import FederatedRun, run_federated
 from .clients import split_client_data
-from .engine import ArrayClients, InProcessGrid, engine_loader, run_on_ray
+from .engine import (
+    ArrayClients,
+    FederatedRun,
+    InProcessGrid,
+    engine_loader,
+    run_federated,
+    run_on_ray,
+)
 from .partitions import partition
 
 MIB = 2**20

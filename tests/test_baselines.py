@@ -8,12 +8,12 @@ from sklearn.mixture import GaussianMixture
 from threadpoolctl import threadpool_limits
 
 from fedgmmtree import FederationError
+from fedgmmtree.client_app import make_client_app
 from simulations.baselines import (
     REFERENCES,
-    baseline_client_app,
     fit_reference,
-    run_federated,
 )
+from simulations.engine import run_federated
 from simulations.partitions import partition
 from strategies import Centroids, FedEM, FedGenGMM, FlatMixture, KFed
 from strategies._baseline_client import fedgengmm_reply, kfed_reply
@@ -270,7 +270,7 @@ def test_a_failing_client_is_logged_and_left_out(name, caplog):
                 raise RuntimeError("disk unreadable")
             return loader(context)
 
-        return baseline_client_app(load)
+        return make_client_app(load)
 
     caplog.set_level(logging.WARNING, logger="flwr")
     strategy = STRATEGIES[name]()
@@ -302,7 +302,7 @@ def test_all_clients_failing_stops_with_a_clear_error():
         def load(context):
             raise OSError("no data")
 
-        return baseline_client_app(load)
+        return make_client_app(load)
 
     with pytest.raises(FederationError, match=r"Round 1 \(train.kfed\): no client"):
         run_federated(KFed(3), parts, client_app_factory=broken_app)
