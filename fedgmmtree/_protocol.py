@@ -882,16 +882,7 @@ class TreeGrower:
             params.reg_covar,
             params.covariance_type,
         )
-        every = tree.leaves()
-        kept = np.isin(every, leaves)
-        n_samples, all_means = tree.n_samples[every], tree.means[every]
-        all_covariances = tree.covariances[every]
-        n_samples[kept], all_means[kept], all_covariances[kept] = (
-            summed.nk,
-            means,
-            covariances,
-        )
-        tree.set_leaves(n_samples, all_means, all_covariances)
+        tree.set_leaves(leaves, summed.nk, means, covariances)
         if len(self.leaf_logliks) >= 2 and (
             self.leaf_logliks[-1] - self.leaf_logliks[-2] < params.tol
         ):

@@ -119,8 +119,8 @@ class Tree:
         """Ids of the nodes that have no children (leaves and active nodes)."""
         return np.flatnonzero(self.state != INTERNAL)
 
-    def set_leaves(self, n_samples, means, covariances) -> None:
-        """New Gaussians for the leaves; every internal node becomes their merge.
+    def set_leaves(self, leaves, n_samples, means, covariances) -> None:
+        """New Gaussians for some leaves; every internal node becomes a merge.
 
         Each internal node gets the moment-matched Gaussian of its children and
         each node's ``weight`` its share of its parent's samples, so the tree
@@ -128,12 +128,13 @@ class Tree:
 
         Parameters
         ----------
-        n_samples : ndarray of shape (n_leaves,)
-            In the order of :meth:`leaves`; each must be positive.
-        means : ndarray of shape (n_leaves, n_features)
+        leaves : ndarray of shape (n_set,)
+            Ids of the leaves to set; the others keep their Gaussians.
+        n_samples : ndarray of shape (n_set,)
+            Each must be positive.
+        means : ndarray of shape (n_set, n_features)
         covariances : ndarray
         """
-        leaves = self.leaves()
         self.n_samples[leaves] = n_samples
         self.means[leaves] = means
         self.covariances[leaves] = covariances
