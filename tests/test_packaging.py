@@ -29,3 +29,27 @@ def test_ci_runs_the_readme_test_command():
     for command in ('pip install -e ".[test,embed]"', "python -m pytest"):
         assert command in readme
         assert command in ci
+
+
+def test_the_numpy_core_imports_no_flower_ray_or_hydra():
+    import subprocess
+    import sys
+
+    core = [
+        "fedgmmtree",
+        "fedgmmtree.estimator",
+        "fedgmmtree._protocol",
+        "fedgmmtree.checkpoint",
+        "fedgmmtree.validation",
+        "fedgmmtree.metrics",
+    ]
+    code = (
+        "import sys\n"
+        + "".join(f"import {name}\n" for name in core)
+        + "print(sorted({m.split('.')[0] for m in sys.modules}"
+        " & {'flwr', 'ray', 'hydra', 'omegaconf'}))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]"
